@@ -1,0 +1,259 @@
+//! `corral server` and `corral up`: open the store, serve Raft on the peer port, the API on the
+//! client port, health and metrics on the HTTP port, and run the leader-run components.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use corral_apiserver::{Metrics, Objects};
+use corral_store::{HistoryConfig, LeaderHost, Store, StoreConfig, component};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// This server's Raft id (non-zero, unique in the cluster).
+    #[arg(long, env = "CORRAL_ID")]
+    pub id: u64,
+    /// Where the store (RocksDB) lives; restart with the same directory to rejoin.
+    #[arg(long, env = "CORRAL_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Client gRPC address.
+    #[arg(long, env = "CORRAL_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Raft (peer) gRPC address.
+    #[arg(long, env = "CORRAL_PEER_LISTEN", default_value = "127.0.0.1:7071")]
+    pub peer_listen: SocketAddr,
+    /// Health and metrics HTTP address.
+    #[arg(long, env = "CORRAL_HTTP", default_value = "127.0.0.1:7072")]
+    pub http: SocketAddr,
+    /// The initial members' Raft addresses: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
+    #[arg(long, env = "CORRAL_PEERS", default_value = "")]
+    pub peers: String,
+    /// The Raft address the others reach this server at (default: its entry in --peers, else --peer-listen).
+    #[arg(long, env = "CORRAL_ADVERTISE_PEER")]
+    pub advertise_peer: Option<String>,
+    /// Start empty and wait to be added with `corralctl cluster add` instead of bootstrapping.
+    #[arg(long, env = "CORRAL_JOIN")]
+    pub join: bool,
+    #[arg(long, env = "CORRAL_HEARTBEAT_MS", default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    #[arg(long, env = "CORRAL_ELECTION_MIN_MS", default_value_t = 250)]
+    pub election_min_ms: u64,
+    #[arg(long, env = "CORRAL_ELECTION_MAX_MS", default_value_t = 500)]
+    pub election_max_ms: u64,
+    /// Snapshot after this many entries; the log is purged behind the snapshot.
+    #[arg(long, env = "CORRAL_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot for followers that lag a little.
+    #[arg(long, env = "CORRAL_KEEP_LOGS", default_value_t = 1_000)]
+    pub keep_logs: u64,
+    /// Revisions of watch history kept; a watch from older answers Expired.
+    #[arg(long, env = "CORRAL_WATCH_HISTORY", default_value_t = 100_000)]
+    pub watch_history: u64,
+    /// Test aid: run a leader-run probe component that records where it runs.
+    #[arg(long, env = "CORRAL_LEADER_PROBE", hide = true)]
+    pub leader_probe: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Where the single node keeps its data.
+    #[arg(long, env = "CORRAL_DATA_DIR", default_value = "corral-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "CORRAL_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "CORRAL_PEER_LISTEN", default_value = "127.0.0.1:7071")]
+    pub peer_listen: SocketAddr,
+    #[arg(long, env = "CORRAL_HTTP", default_value = "127.0.0.1:7072")]
+    pub http: SocketAddr,
+}
+
+pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((id, addr)) = part.split_once('=') else {
+            bail!("--peers entry {part:?} is not ID=HOST:PORT");
+        };
+        let id: u64 = id.trim().parse().with_context(|| format!("--peers entry {part:?}: {id:?} is not a number"))?;
+        if id == 0 {
+            bail!("--peers entry {part:?}: ids start at 1");
+        }
+        if addr.trim().is_empty() || !addr.contains(':') {
+            bail!("--peers entry {part:?}: {addr:?} is not HOST:PORT");
+        }
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            bail!("--peers lists id {id} twice");
+        }
+    }
+    Ok(out)
+}
+
+pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+    if a.id == 0 {
+        bail!("--id must be a non-zero number");
+    }
+    let peers = parse_peers(&a.peers)?;
+    let advertise = a
+        .advertise_peer
+        .clone()
+        .or_else(|| peers.get(&a.id).cloned())
+        .unwrap_or_else(|| a.peer_listen.to_string());
+    let mut cfg = StoreConfig::new(a.id, a.data_dir.clone(), advertise, peers);
+    cfg.join = a.join;
+    cfg.heartbeat_ms = a.heartbeat_ms;
+    cfg.election_min_ms = a.election_min_ms;
+    cfg.election_max_ms = a.election_max_ms;
+    cfg.snapshot_every = a.snapshot_every;
+    cfg.keep_logs = a.keep_logs;
+    cfg.history = HistoryConfig { keep_revisions: a.watch_history };
+    let shutdown = CancellationToken::new();
+    let node = start(cfg, a.listen, a.peer_listen, a.http, a.leader_probe, shutdown.clone()).await?;
+    println!(
+        "corral server {} listening: api {} | raft {} | http {}",
+        a.id, node.api, node.peer, node.http
+    );
+    wait_for_signal().await;
+    shutdown.cancel();
+    node.stop().await;
+    Ok(())
+}
+
+pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
+    let mut peers = BTreeMap::new();
+    peers.insert(1, a.peer_listen.to_string());
+    let cfg = StoreConfig::new(1, a.data_dir.clone(), a.peer_listen.to_string(), peers);
+    let shutdown = CancellationToken::new();
+    let node = start(cfg, a.listen, a.peer_listen, a.http, false, shutdown.clone()).await?;
+    println!("corral up: one node, data in {}", a.data_dir.display());
+    println!("  api (corralctl --server) {}", node.api);
+    println!("  raft                     {}", node.peer);
+    println!("  health and metrics       http://{}/metrics", node.http);
+    println!("try: corralctl get namespaces");
+    wait_for_signal().await;
+    shutdown.cancel();
+    node.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub struct RunningServer {
+    pub api: SocketAddr,
+    pub peer: SocketAddr,
+    pub http: SocketAddr,
+    store: Store,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningServer {
+    pub async fn stop(mut self) {
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await {}
+        self.store.shutdown().await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+pub async fn start(
+    cfg: StoreConfig,
+    listen: SocketAddr,
+    peer_listen: SocketAddr,
+    http: SocketAddr,
+    leader_probe: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
+    let id = cfg.id;
+    // Listen first, so peers can reach this server as soon as Raft starts talking.
+    let peer_l = bind(peer_listen, "--peer-listen").await?;
+    let api_l = bind(listen, "--listen").await?;
+    let http_l = bind(http, "--http").await?;
+    let (api, peer, http) = (api_l.local_addr()?, peer_l.local_addr()?, http_l.local_addr()?);
+    let mut tasks = tokio::task::JoinSet::new();
+    let raft_shutdown = shutdown.clone();
+    let store = Store::open(cfg).await.context("opening the store")?;
+    let svc = store.raft_service();
+    tasks.spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(svc)
+            .serve_with_incoming_shutdown(tokio_stream_listener(peer_l), raft_shutdown.cancelled())
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "raft gRPC server stopped");
+        }
+    });
+    let metrics = Metrics::new();
+    {
+        let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = corral_apiserver::serve_grpc(api_l, store, metrics, shutdown).await {
+                tracing::error!(error = %e, "api gRPC server stopped");
+            }
+        });
+    }
+    {
+        let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = corral_apiserver::http::serve(http_l, store, metrics, shutdown).await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        });
+    }
+    let mut host = LeaderHost::new(store.clone());
+    let objects = Objects::new(store.clone());
+    {
+        let objects = objects.clone();
+        host.register("bootstrap-namespaces", component(move |t| corral_apiserver::bootstrap::ensure_namespaces(objects.clone(), t)));
+    }
+    if leader_probe {
+        let (objects, metrics) = (objects.clone(), metrics.clone());
+        host.register("leader-probe", component(move |t| leader_probe_loop(id, objects.clone(), metrics.clone(), t)));
+    }
+    let host_shutdown = shutdown.clone();
+    tasks.spawn(host.run(host_shutdown));
+    Ok(RunningServer { api, peer, http, store, tasks })
+}
+
+fn tokio_stream_listener(l: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(l, |l| async move {
+        let r = l.accept().await.map(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            s
+        });
+        Some((r, l))
+    })
+}
+
+/// A leader-run component for tests: while it runs, the metric
+/// `corral_leader_component_running{component="leader-probe"}` is 1 on this server.
+async fn leader_probe_loop(id: u64, objects: Objects, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let gauge = metrics
+        .leader_components
+        .get_or_create(&corral_apiserver::metrics::ComponentLabels { component: "leader-probe".into() })
+        .clone();
+    gauge.set(1);
+    let _ = &objects;
+    tracing::info!(server = id, "leader probe running");
+    shutdown.cancelled().await;
+    gauge.set(0);
+}

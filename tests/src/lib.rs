@@ -1,0 +1,231 @@
+//! The fixture Corral's integration tests share: real `corral server` child processes on
+//! 127.0.0.1 ports with RocksDB in temporary directories, that a test can kill, restart and add
+//! to; and `eventually`, which polls a condition with a deadline instead of sleeping.
+//!
+//! The binaries are found next to the test executable's target directory, so run
+//! `cargo build --workspace --bins` before `cargo test` (the README's test command does).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_client::Client;
+
+/// The directory holding the built `corral` and `corralctl` binaries.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // target/debug/deps/t10_store-xxxx → target/debug
+    exe.parent().and_then(Path::parent).expect("test executable lives in target/<profile>/deps").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
+    p
+}
+
+/// A free loopback port (bound and released; a collision is possible but rare).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub struct ServerProc {
+    pub id: u64,
+    pub api: String,
+    pub peer: String,
+    pub http: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl ServerProc {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("server log file");
+        let child = Command::new(bin("corral"))
+            .arg("server")
+            .args(&self.args)
+            .env("CORRAL_LOG", std::env::var("CORRAL_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning corral server");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct TestCluster {
+    pub servers: Vec<ServerProc>,
+    pub tmp: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl TestCluster {
+    /// Starts `n` servers that bootstrap together, with extra `corral server` flags.
+    pub fn start(n: usize, extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let peers: Vec<(u64, String)> = (1..=n as u64).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        let peers_flag = peers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
+        let mut c = TestCluster { servers: Vec::new(), tmp, extra };
+        for (id, peer) in &peers {
+            c.launch(*id, peer.clone(), &peers_flag, false);
+        }
+        c
+    }
+
+    fn launch(&mut self, id: u64, peer: String, peers_flag: &str, join: bool) -> usize {
+        let api = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let dir = self.tmp.path().join(format!("server-{id}"));
+        let mut args = vec![
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            api.clone(),
+            "--peer-listen".into(),
+            peer.clone(),
+            "--http".into(),
+            http.clone(),
+            "--peers".into(),
+            peers_flag.to_string(),
+        ];
+        if join {
+            args.push("--join".into());
+            args.push("--advertise-peer".into());
+            args.push(peer.clone());
+        }
+        args.extend(self.extra.iter().cloned());
+        let mut s = ServerProc { id, api, peer, http, dir, child: None, args };
+        s.spawn();
+        self.servers.push(s);
+        self.servers.len() - 1
+    }
+
+    /// Starts a new empty server that waits to be added (index into `servers`).
+    pub fn launch_joiner(&mut self, id: u64) -> usize {
+        let peer = format!("127.0.0.1:{}", free_port());
+        self.launch(id, peer, "", true)
+    }
+
+    pub fn api_addrs(&self) -> Vec<String> {
+        self.servers.iter().filter(|s| s.is_running()).map(|s| s.api.clone()).collect()
+    }
+
+    /// A client over every running server.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.api_addrs()).expect("client")
+    }
+
+    pub fn client_of(&self, i: usize) -> Client {
+        Client::connect(&[self.servers[i].api.clone()]).expect("client")
+    }
+
+    /// Index of the server every running server agrees leads.
+    pub async fn leader(&self, within: Duration) -> usize {
+        eventually("a leader all running servers agree on", within, || async {
+            let mut leader = None;
+            for s in self.servers.iter().filter(|s| s.is_running()) {
+                let st = self.client_of_addr(&s.api).cluster_status().await.map_err(|e| format!("{}: {e}", s.api))?;
+                if st.leader_id == 0 {
+                    return Err(format!("server {} knows no leader", s.id));
+                }
+                match leader {
+                    None => leader = Some(st.leader_id),
+                    Some(l) if l != st.leader_id => return Err(format!("servers disagree: {l} vs {}", st.leader_id)),
+                    _ => {}
+                }
+            }
+            let l = leader.ok_or("no server is running")?;
+            self.servers.iter().position(|s| s.id == l && s.is_running()).ok_or(format!("leader {l} is not running"))
+        })
+        .await
+    }
+
+    fn client_of_addr(&self, addr: &str) -> Client {
+        Client::connect(&[addr.to_string()]).expect("client")
+    }
+
+    pub fn logs(&self) -> String {
+        self.servers.iter().map(|s| format!("--- server {} ---\n{}", s.id, s.log())).collect()
+    }
+}
+
+/// Polls `check` until it answers Ok or `within` passes; then panics with the last answer.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => {
+                if Instant::now() >= deadline {
+                    panic!("timed out after {within:?} waiting for {what}; last seen: {last}");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A ConfigMap manifest with one data entry.
+pub fn config_map(ns: &str, name: &str, value: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns},
+        "data": {"value": value}
+    })
+}
+
+/// Reads a server's `/metrics` and returns the value of the sample whose line starts with `name`.
+pub async fn metric(http: &str, name: &str) -> Result<f64, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.map_err(|e| e.to_string())?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.map_err(|e| e.to_string())?;
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no sample {name} at {http}"))
+}
