@@ -26,7 +26,8 @@ pub struct LogStore {
 impl LogStore {
     pub fn new(db: Arc<DB>) -> Self {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let fdb = db.clone();
+        // The flusher must not keep the database open once the store is dropped.
+        let fdb = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("corral-log-flush".into())
             .spawn(move || flush_loop(fdb, rx))
@@ -48,13 +49,16 @@ impl LogStore {
 }
 
 /// Waits for appends, syncs the WAL once for all that are waiting, then reports each flushed.
-fn flush_loop(db: Arc<DB>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flush_loop(db: std::sync::Weak<DB>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let result = db.flush_wal(true).map_err(|e| std::io::Error::other(e.to_string()));
+        let result = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| std::io::Error::other(e.to_string())),
+            None => Err(std::io::Error::other("the store was closed")),
+        };
         for cb in batch {
             cb.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
