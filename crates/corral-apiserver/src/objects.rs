@@ -53,7 +53,9 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
 }
 
+/// Parses a request's object. An object over the store's limit is refused before anything else.
 pub fn parse_json(text: &str) -> Result<Value, ApiError> {
+    validation::check_size(text.len())?;
     let v: Value = serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("the object is not valid JSON: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request("the object must be a JSON object"));
