@@ -1,7 +1,9 @@
 //! Compiles proto/corral/v1/*.proto with a vendored protoc (or $PROTOC when set).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script compiled for one checkout may run for another.
+    let manifest_dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let root = manifest_dir.join("../../proto");
     let files = [root.join("corral/v1/api.proto"), root.join("corral/v1/raft.proto")];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

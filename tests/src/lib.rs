@@ -80,6 +80,18 @@ impl ServerProc {
     }
 }
 
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            s.kill();
+        }
+        if std::env::var_os("CORRAL_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.tmp, tempfile::tempdir().expect("temp dir"));
+            let _ = dir.keep();
+        }
+    }
+}
+
 impl Drop for ServerProc {
     fn drop(&mut self) {
         self.kill();
@@ -96,6 +108,9 @@ impl TestCluster {
     /// Starts `n` servers that bootstrap together, with extra `corral server` flags.
     pub fn start(n: usize, extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
+        if std::env::var_os("CORRAL_TEST_KEEP").is_some() {
+            eprintln!("keeping test data in {}", tmp.path().display());
+        }
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let peers: Vec<(u64, String)> = (1..=n as u64).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
         let peers_flag = peers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");

@@ -49,9 +49,9 @@ impl StoreConfig {
             advertise,
             peers,
             join: false,
-            heartbeat_ms: 50,
-            election_min_ms: 250,
-            election_max_ms: 500,
+            heartbeat_ms: 25,
+            election_min_ms: 80,
+            election_max_ms: 160,
             snapshot_every: 10_000,
             keep_logs: 1_000,
             history: HistoryConfig::default(),
@@ -84,6 +84,19 @@ struct Inner {
     reader: StoreReader,
     peers: Peers,
     write_timeout: Duration,
+}
+
+/// True when a call failed before the request could reach the peer (no connection could be made),
+/// so retrying it elsewhere cannot apply it twice.
+fn never_sent(s: &tonic::Status) -> bool {
+    let mut text = format!("{} {:?}", s.message(), s);
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    s.code() == tonic::Code::Unavailable
+        && (text.contains("tcp connect error") || text.contains("Connection refused") || text.contains("ConnectionRefused"))
 }
 
 /// A handle on the local replica; cheap to clone.
@@ -235,9 +248,7 @@ impl Store {
         match client.forward(msg).await {
             Ok(resp) => decode(resp.get_ref()).map_err(|s| StoreError::Ambiguous(s.message().to_string())),
             // Refused before anything was sent: the leader is gone, wait for the next.
-            Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("connect") => {
-                Ok(Forwarded::NotLeader { leader: None })
-            }
+            Err(s) if never_sent(&s) => Ok(Forwarded::NotLeader { leader: None }),
             Err(s) => Err(StoreError::Ambiguous(format!("forwarding to the leader {leader} at {addr}: {s}"))),
         }
     }
