@@ -11,7 +11,8 @@ use corral_tests::{TestCluster, config_map, eventually, metric};
 const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_leader_20_times_loses_no_acknowledged_write_and_each_failover_is_under_a_second() {
+async fn killing_the_leader_20_times_loses_no_acknowledged_write_and_each_failover_is_under_a_second()
+ {
     let mut c = TestCluster::start(3, &[]);
     let mut acked = BTreeSet::new();
     let mut times = Vec::new();
@@ -22,20 +23,27 @@ async fn killing_the_leader_20_times_loses_no_acknowledged_write_and_each_failov
         eventually("every server to apply the same revision", T, || async {
             let mut applied = Vec::new();
             for s in c.servers.iter() {
-                let st = corral_client::Client::connect(&[s.api.clone()])
+                let st = corral_client::Client::connect(std::slice::from_ref(&s.api))
                     .map_err(|e| e.to_string())?
                     .cluster_status()
                     .await
                     .map_err(|e| e.to_string())?;
                 applied.push(st.applied_revision);
             }
-            if applied.windows(2).all(|w| w[0] == w[1]) { Ok(()) } else { Err(format!("applied: {applied:?}")) }
+            if applied.windows(2).all(|w| w[0] == w[1]) {
+                Ok(())
+            } else {
+                Err(format!("applied: {applied:?}"))
+            }
         })
         .await;
         let client = c.client();
         for i in 0..5 {
             let name = format!("r{round}-{i}");
-            client.create(&config_map("default", &name, "v")).await.expect("write before the kill");
+            client
+                .create(&config_map("default", &name, "v"))
+                .await
+                .expect("write before the kill");
             acked.insert(name);
         }
         let killed_id = c.servers[leader].id;
@@ -71,21 +79,39 @@ async fn killing_the_leader_20_times_loses_no_acknowledged_write_and_each_failov
         let elected = elected.await.expect("election watcher");
         let new_leader = c.leader(T).await;
         assert_ne!(c.servers[new_leader].id, killed_id);
-        println!("kill {round:2}: leader {killed_id} killed, new leader {}, elected after {elected:?}, writes resumed after {took:?}", c.servers[new_leader].id);
+        println!(
+            "kill {round:2}: leader {killed_id} killed, new leader {}, elected after {elected:?}, writes resumed after {took:?}",
+            c.servers[new_leader].id
+        );
         times.push(took);
         c.servers[leader].restart();
     }
     c.leader(T).await;
-    let all = c.client().list("ConfigMap", Some("default"), &ListOptions::default()).await.expect("list");
-    let present: BTreeSet<String> =
-        all.items.iter().filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string)).collect();
+    let all = c
+        .client()
+        .list("ConfigMap", Some("default"), &ListOptions::default())
+        .await
+        .expect("list");
+    let present: BTreeSet<String> = all
+        .items
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
     let lost: Vec<&String> = acked.difference(&present).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     let worst = times.iter().max().copied().unwrap_or_default();
     let mut sorted = times.clone();
     sorted.sort();
-    println!("failover over {} kills: median {:?}, worst {worst:?}", times.len(), sorted[sorted.len() / 2]);
-    assert!(worst < Duration::from_secs(1), "worst failover {worst:?} (all: {times:?})\n{}", c.logs());
+    println!(
+        "failover over {} kills: median {:?}, worst {worst:?}",
+        times.len(),
+        sorted[sorted.len() / 2]
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "worst failover {worst:?} (all: {times:?})\n{}",
+        c.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,19 +120,36 @@ async fn a_killed_server_restarts_from_its_data_dir_and_catches_up() {
     let leader = c.leader(T).await;
     let follower = (0..3).find(|i| *i != leader).expect("a follower");
     let client = c.client();
-    client.create(&config_map("default", "before", "1")).await.expect("create");
+    client
+        .create(&config_map("default", "before", "1"))
+        .await
+        .expect("create");
     c.servers[follower].kill();
     for i in 0..30 {
-        client.create(&config_map("default", &format!("while-down-{i}"), "1")).await.expect("create");
+        client
+            .create(&config_map("default", &format!("while-down-{i}"), "1"))
+            .await
+            .expect("create");
     }
     c.servers[follower].restart();
     let back = c.client_of(follower);
     eventually("the restarted server to have every write", T, || async {
         let l = back
-            .list("ConfigMap", Some("default"), &ListOptions { stale_ok: true, ..Default::default() })
+            .list(
+                "ConfigMap",
+                Some("default"),
+                &ListOptions {
+                    stale_ok: true,
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(|e| e.to_string())?;
-        if l.items.len() == 31 { Ok(()) } else { Err(format!("{} of 31", l.items.len())) }
+        if l.items.len() == 31 {
+            Ok(())
+        } else {
+            Err(format!("{} of 31", l.items.len()))
+        }
     })
     .await;
 }
@@ -119,27 +162,58 @@ async fn a_server_down_while_the_log_was_purged_catches_up_through_a_snapshot() 
     c.servers[follower].kill();
     let client = c.client();
     for i in 0..150 {
-        client.create(&config_map("default", &format!("k{i}"), "1")).await.expect("create");
+        client
+            .create(&config_map("default", &format!("k{i}"), "1"))
+            .await
+            .expect("create");
     }
-    let purged = eventually("the leader to purge its log behind a snapshot", T, || async {
-        let p = metric(&c.servers[leader].http, "corral_raft_purged_index").await?;
-        if p > 50.0 { Ok(p) } else { Err(format!("purged up to {p}")) }
-    })
+    let purged = eventually(
+        "the leader to purge its log behind a snapshot",
+        T,
+        || async {
+            let p = metric(&c.servers[leader].http, "corral_raft_purged_index").await?;
+            if p > 50.0 {
+                Ok(p)
+            } else {
+                Err(format!("purged up to {p}"))
+            }
+        },
+    )
     .await;
     println!("leader purged its log up to {purged}");
     c.servers[follower].restart();
     let back = c.client_of(follower);
     eventually("the restarted server to catch up", T, || async {
         let got = back
-            .get_with("ConfigMap", "default", "k149", &GetOptions { stale_ok: true })
+            .get_with(
+                "ConfigMap",
+                "default",
+                "k149",
+                &GetOptions { stale_ok: true },
+            )
             .await
             .map_err(|e| e.to_string())?;
         Ok(got)
     })
     .await;
-    let snap = metric(&c.servers[follower].http, "corral_raft_snapshot_index").await.expect("metric");
-    assert!(snap > 0.0, "the follower installed a snapshot (snapshot index {snap})");
-    let l = back.list("ConfigMap", Some("default"), &ListOptions { stale_ok: true, ..Default::default() }).await.expect("list");
+    let snap = metric(&c.servers[follower].http, "corral_raft_snapshot_index")
+        .await
+        .expect("metric");
+    assert!(
+        snap > 0.0,
+        "the follower installed a snapshot (snapshot index {snap})"
+    );
+    let l = back
+        .list(
+            "ConfigMap",
+            Some("default"),
+            &ListOptions {
+                stale_ok: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
     assert_eq!(l.items.len(), 150);
 }
 
@@ -160,22 +234,36 @@ async fn the_leader_run_component_runs_on_exactly_one_server_and_moves_within_a_
         let leader = c.leader(T).await;
         let on = eventually("the probe to run on the leader", T, || async {
             let on = running_on(&c).await;
-            if on == vec![leader] { Ok(on) } else { Err(format!("running on {on:?}, leader {leader}")) }
+            if on == vec![leader] {
+                Ok(on)
+            } else {
+                Err(format!("running on {on:?}, leader {leader}"))
+            }
         })
         .await;
         for _ in 0..20 {
             let on_now = running_on(&c).await;
-            assert!(on_now.len() <= 1, "the probe runs on several servers at once: {on_now:?}");
+            assert!(
+                on_now.len() <= 1,
+                "the probe runs on several servers at once: {on_now:?}"
+            );
         }
         c.servers[on[0]].kill();
         let killed = Instant::now();
         let moved = eventually("the probe to start on another server", T, || async {
             let on = running_on(&c).await;
-            if on.len() == 1 { Ok(on[0]) } else { Err(format!("running on {on:?}")) }
+            if on.len() == 1 {
+                Ok(on[0])
+            } else {
+                Err(format!("running on {on:?}"))
+            }
         })
         .await;
         let took = killed.elapsed();
-        println!("probe moved from server {} to server {} in {took:?}", c.servers[on[0]].id, c.servers[moved].id);
+        println!(
+            "probe moved from server {} to server {} in {took:?}",
+            c.servers[on[0]].id, c.servers[moved].id
+        );
         assert!(took < Duration::from_secs(1), "moved after {took:?}");
         c.servers[on[0]].restart();
     }

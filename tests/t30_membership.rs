@@ -37,32 +37,64 @@ async fn adding_a_fourth_server_and_removing_one_works_under_load() {
     let idx = c.launch_joiner(4);
     let peer = c.servers[idx].peer.clone();
     let status = client.add_server(4, &peer).await.expect("add server 4");
-    assert!(status.members.iter().any(|m| m.id == 4 && m.voter), "{status:?}");
-    let status = client.remove_server(1).await.expect("remove server 1");
-    let ids: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
-    assert_eq!(ids, BTreeSet::from([2, 3, 4]));
+    assert!(
+        status.members.iter().any(|m| m.id == 4 && m.voter),
+        "{status:?}"
+    );
+    client.remove_server(1).await.expect("remove server 1");
+    let four = c.client_of(idx);
+    eventually("server 4 to see the members 2, 3, 4", T, || async {
+        let status = four.cluster_status().await.map_err(|e| e.to_string())?;
+        let ids: BTreeSet<u64> = status.members.iter().map(|m| m.id).collect();
+        if ids == BTreeSet::from([2, 3, 4]) && status.leader_id != 0 {
+            Ok(())
+        } else {
+            Err(format!("members {ids:?}, leader {}", status.leader_id))
+        }
+    })
+    .await;
     // Server 1 is out; the cluster still takes writes without it.
     c.servers[0].kill();
     eventually("writes to continue after the removal", T, || async {
         let n = acked.lock().expect("lock").len();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let m = acked.lock().expect("lock").len();
-        if m > n { Ok(()) } else { Err(format!("{m} acknowledged, not growing")) }
+        if m > n {
+            Ok(())
+        } else {
+            Err(format!("{m} acknowledged, not growing"))
+        }
     })
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let errors = writer.await.expect("writer");
-    println!("writes acknowledged: {}, failed during the changes: {}", acked.lock().expect("lock").len(), errors.len());
+    println!(
+        "writes acknowledged: {}, failed during the changes: {}",
+        acked.lock().expect("lock").len(),
+        errors.len()
+    );
     let acked = acked.lock().expect("lock").clone();
     let last = acked.iter().next_back().cloned().expect("some writes");
-    let four = c.client_of(idx);
     eventually("server 4 to hold the writes", T, || async {
-        four.get_with("ConfigMap", "default", &last, &GetOptions { stale_ok: true }).await.map_err(|e| e.to_string())
+        four.get_with(
+            "ConfigMap",
+            "default",
+            &last,
+            &GetOptions { stale_ok: true },
+        )
+        .await
+        .map_err(|e| e.to_string())
     })
     .await;
-    let list = four.list("ConfigMap", Some("default"), &ListOptions::default()).await.expect("list via server 4");
-    let present: BTreeSet<String> =
-        list.items.iter().filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string)).collect();
+    let list = four
+        .list("ConfigMap", Some("default"), &ListOptions::default())
+        .await
+        .expect("list via server 4");
+    let present: BTreeSet<String> = list
+        .items
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
     let lost: Vec<&String> = acked.difference(&present).collect();
     assert!(lost.is_empty(), "lost {lost:?}");
 }

@@ -4,7 +4,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read at run time: a build script compiled for one checkout may run for another.
     let manifest_dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir.join("../../proto");
-    let files = [root.join("corral/v1/api.proto"), root.join("corral/v1/raft.proto")];
+    let files = [
+        root.join("corral/v1/api.proto"),
+        root.join("corral/v1/raft.proto"),
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -16,18 +16,28 @@ use corral_client::Client;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
     // target/debug/deps/t10_store-xxxx → target/debug
-    exe.parent().and_then(Path::parent).expect("test executable lives in target/<profile>/deps").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
     p
 }
 
 /// A free loopback port (bound and released; a collision is possible but rare).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 pub struct ServerProc {
@@ -54,7 +64,10 @@ impl ServerProc {
         let child = Command::new(bin("corral"))
             .arg("server")
             .args(&self.args)
-            .env("CORRAL_LOG", std::env::var("CORRAL_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .env(
+                "CORRAL_LOG",
+                std::env::var("CORRAL_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -112,9 +125,19 @@ impl TestCluster {
             eprintln!("keeping test data in {}", tmp.path().display());
         }
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let peers: Vec<(u64, String)> = (1..=n as u64).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
-        let peers_flag = peers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
-        let mut c = TestCluster { servers: Vec::new(), tmp, extra };
+        let peers: Vec<(u64, String)> = (1..=n as u64)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let peers_flag = peers
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = TestCluster {
+            servers: Vec::new(),
+            tmp,
+            extra,
+        };
         for (id, peer) in &peers {
             c.launch(*id, peer.clone(), &peers_flag, false);
         }
@@ -145,7 +168,15 @@ impl TestCluster {
             args.push(peer.clone());
         }
         args.extend(self.extra.iter().cloned());
-        let mut s = ServerProc { id, api, peer, http, dir, child: None, args };
+        let mut s = ServerProc {
+            id,
+            api,
+            peer,
+            http,
+            dir,
+            child: None,
+            args,
+        };
         s.spawn();
         self.servers.push(s);
         self.servers.len() - 1
@@ -158,7 +189,11 @@ impl TestCluster {
     }
 
     pub fn api_addrs(&self) -> Vec<String> {
-        self.servers.iter().filter(|s| s.is_running()).map(|s| s.api.clone()).collect()
+        self.servers
+            .iter()
+            .filter(|s| s.is_running())
+            .map(|s| s.api.clone())
+            .collect()
     }
 
     /// A client over every running server.
@@ -175,18 +210,27 @@ impl TestCluster {
         eventually("a leader all running servers agree on", within, || async {
             let mut leader = None;
             for s in self.servers.iter().filter(|s| s.is_running()) {
-                let st = self.client_of_addr(&s.api).cluster_status().await.map_err(|e| format!("{}: {e}", s.api))?;
+                let st = self
+                    .client_of_addr(&s.api)
+                    .cluster_status()
+                    .await
+                    .map_err(|e| format!("{}: {e}", s.api))?;
                 if st.leader_id == 0 {
                     return Err(format!("server {} knows no leader", s.id));
                 }
                 match leader {
                     None => leader = Some(st.leader_id),
-                    Some(l) if l != st.leader_id => return Err(format!("servers disagree: {l} vs {}", st.leader_id)),
+                    Some(l) if l != st.leader_id => {
+                        return Err(format!("servers disagree: {l} vs {}", st.leader_id));
+                    }
                     _ => {}
                 }
             }
             let l = leader.ok_or("no server is running")?;
-            self.servers.iter().position(|s| s.id == l && s.is_running()).ok_or(format!("leader {l} is not running"))
+            self.servers
+                .iter()
+                .position(|s| s.id == l && s.is_running())
+                .ok_or(format!("leader {l} is not running"))
         })
         .await
     }
@@ -196,7 +240,10 @@ impl TestCluster {
     }
 
     pub fn logs(&self) -> String {
-        self.servers.iter().map(|s| format!("--- server {} ---\n{}", s.id, s.log())).collect()
+        self.servers
+            .iter()
+            .map(|s| format!("--- server {} ---\n{}", s.id, s.log()))
+            .collect()
     }
 }
 
@@ -234,10 +281,16 @@ pub fn config_map(ns: &str, name: &str, value: &str) -> serde_json::Value {
 /// Reads a server's `/metrics` and returns the value of the sample whose line starts with `name`.
 pub async fn metric(http: &str, name: &str) -> Result<f64, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(http).await.map_err(|e| e.to_string())?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut s = tokio::net::TcpStream::connect(http)
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut body = String::new();
-    s.read_to_string(&mut body).await.map_err(|e| e.to_string())?;
+    s.read_to_string(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
     body.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())

@@ -40,11 +40,16 @@ pub async fn serve_grpc(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let objects = Objects::new(store);
-    let api = service::ApiService { objects: objects.clone(), metrics };
+    let api = service::ApiService {
+        objects: objects.clone(),
+        metrics,
+    };
     let cluster = service::ClusterService { objects };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ApiGrpc<service::ApiService>>().await;
-    health.set_serving::<ClusterServer<service::ClusterService>>().await;
+    health
+        .set_serving::<ClusterServer<service::ClusterService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(corral_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -52,10 +57,17 @@ pub async fn serve_grpc(
         .expect("the embedded descriptor sets are valid");
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(ApiGrpc::new(api).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+        .add_service(
+            ApiGrpc::new(api)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
         .add_service(ClusterServer::new(cluster))
         .add_service(health_service)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown.cancelled())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled(),
+        )
         .await
 }

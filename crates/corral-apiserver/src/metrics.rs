@@ -40,22 +40,58 @@ impl Metrics {
         let api_latency = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
-        registry.register("api_request_duration_seconds", "API request latency by method and result", api_latency.clone());
+        registry.register(
+            "api_request_duration_seconds",
+            "API request latency by method and result",
+            api_latency.clone(),
+        );
         let g = |registry: &mut Registry, name: &str, help: &str| {
             let gauge = Gauge::default();
             registry.register(name, help, gauge.clone());
             gauge
         };
         let raft_term = g(&mut registry, "raft_term", "Current Raft term");
-        let raft_leader = g(&mut registry, "raft_leader_id", "Id of the current Raft leader (0: none known)");
-        let raft_is_leader = g(&mut registry, "raft_is_leader", "1 if this server is the Raft leader");
-        let raft_last_log_index = g(&mut registry, "raft_last_log_index", "Index of the last entry in this server's log");
-        let raft_commit_index = g(&mut registry, "raft_commit_index", "Index of the last entry known committed");
-        let raft_applied_index = g(&mut registry, "raft_applied_index", "Index of the last entry applied (the revision)");
-        let raft_snapshot_index = g(&mut registry, "raft_snapshot_index", "Last log index covered by this server's snapshot");
-        let raft_purged_index = g(&mut registry, "raft_purged_index", "Last log index purged from this server's log");
+        let raft_leader = g(
+            &mut registry,
+            "raft_leader_id",
+            "Id of the current Raft leader (0: none known)",
+        );
+        let raft_is_leader = g(
+            &mut registry,
+            "raft_is_leader",
+            "1 if this server is the Raft leader",
+        );
+        let raft_last_log_index = g(
+            &mut registry,
+            "raft_last_log_index",
+            "Index of the last entry in this server's log",
+        );
+        let raft_commit_index = g(
+            &mut registry,
+            "raft_commit_index",
+            "Index of the last entry known committed",
+        );
+        let raft_applied_index = g(
+            &mut registry,
+            "raft_applied_index",
+            "Index of the last entry applied (the revision)",
+        );
+        let raft_snapshot_index = g(
+            &mut registry,
+            "raft_snapshot_index",
+            "Last log index covered by this server's snapshot",
+        );
+        let raft_purged_index = g(
+            &mut registry,
+            "raft_purged_index",
+            "Last log index purged from this server's log",
+        );
         let leader_components = Family::<ComponentLabels, Gauge>::default();
-        registry.register("leader_component_running", "1 while a leader-run component runs on this server", leader_components.clone());
+        registry.register(
+            "leader_component_running",
+            "1 while a leader-run component runs on this server",
+            leader_components.clone(),
+        );
         Arc::new(Self {
             registry,
             api_latency,
@@ -73,7 +109,10 @@ impl Metrics {
 
     pub fn observe(&self, method: &str, code: &str, took: Duration) {
         self.api_latency
-            .get_or_create(&MethodLabels { method: method.to_string(), code: code.to_string() })
+            .get_or_create(&MethodLabels {
+                method: method.to_string(),
+                code: code.to_string(),
+            })
             .observe(took.as_secs_f64());
     }
 

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use corral_api::kinds::{KindInfo, kind_info};
 use corral_api::object::{ObjectKey, key_of, list_prefix};
-use corral_api::selector::{FieldSelector, LabelSelector, parse_field_selector, parse_label_selector};
+use corral_api::selector::{
+    FieldSelector, LabelSelector, parse_field_selector, parse_label_selector,
+};
 use corral_api::{ApiError, defaults, meta, validation};
 use corral_store::{Action, Failure, Op, Pre, Store, Txn, TxnResult};
 use serde_json::{Value, json};
@@ -56,7 +58,8 @@ pub struct DeleteOptions {
 /// Parses a request's object. An object over the store's limit is refused before anything else.
 pub fn parse_json(text: &str) -> Result<Value, ApiError> {
     validation::check_size(text.len())?;
-    let v: Value = serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("the object is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("the object is not valid JSON: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request("the object must be a JSON object"));
     }
@@ -72,11 +75,19 @@ fn key_for(info: &KindInfo, namespace: &str, name: &str) -> Result<ObjectKey, Ap
         return Err(ApiError::bad_request("a name is required"));
     }
     let namespace = if info.namespaced {
-        if namespace.is_empty() { "default".to_string() } else { namespace.to_string() }
+        if namespace.is_empty() {
+            "default".to_string()
+        } else {
+            namespace.to_string()
+        }
     } else {
         String::new()
     };
-    Ok(ObjectKey { kind: info.kind.to_string(), namespace, name: name.to_string() })
+    Ok(ObjectKey {
+        kind: info.kind.to_string(),
+        namespace,
+        name: name.to_string(),
+    })
 }
 
 fn rv_of(obj: &Value) -> Result<Option<u64>, ApiError> {
@@ -86,18 +97,28 @@ fn rv_of(obj: &Value) -> Result<Option<u64>, ApiError> {
         Some(Value::String(s)) => s.parse().map(Some).map_err(|_| ApiError::Invalid {
             kind: str_at(obj, "/kind"),
             name: str_at(obj, "/metadata/name"),
-            causes: vec![corral_api::Cause::new("metadata.resourceVersion", format!("{s:?} is not a resource version"))],
+            causes: vec![corral_api::Cause::new(
+                "metadata.resourceVersion",
+                format!("{s:?} is not a resource version"),
+            )],
         }),
-        Some(_) => Err(ApiError::bad_request("metadata.resourceVersion must be a string")),
+        Some(_) => Err(ApiError::bad_request(
+            "metadata.resourceVersion must be a string",
+        )),
     }
 }
 
 fn str_at(obj: &Value, ptr: &str) -> String {
-    obj.pointer(ptr).and_then(Value::as_str).unwrap_or_default().to_string()
+    obj.pointer(ptr)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
-    let o = obj.as_object_mut().expect("checked to be an object at parse time");
+    let o = obj
+        .as_object_mut()
+        .expect("checked to be an object at parse time");
     let m = o.entry("metadata").or_insert_with(|| json!({}));
     if !m.is_object() {
         *m = json!({});
@@ -116,7 +137,11 @@ fn conflict(key: &ObjectKey, expected: u64, actual: u64) -> ApiError {
 }
 
 fn not_found(key: &ObjectKey) -> ApiError {
-    ApiError::NotFound { kind: key.kind.clone(), namespace: key.namespace.clone(), name: key.name.clone() }
+    ApiError::NotFound {
+        kind: key.kind.clone(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+    }
 }
 
 /// Strips what the object must not carry into the store before comparing two versions.
@@ -142,16 +167,26 @@ impl Objects {
     }
 
     fn stored(&self, key: &ObjectKey) -> Result<Option<(u64, Value)>, ApiError> {
-        let s = self.store.reader().get(&key.storage_key()).map_err(ApiError::internal)?;
+        let s = self
+            .store
+            .reader()
+            .get(&key.storage_key())
+            .map_err(ApiError::internal)?;
         match s {
             None => Ok(None),
-            Some(s) => Ok(Some((s.revision, serde_json::from_str(&s.value).map_err(ApiError::internal)?))),
+            Some(s) => Ok(Some((
+                s.revision,
+                serde_json::from_str(&s.value).map_err(ApiError::internal)?,
+            ))),
         }
     }
 
     async fn barrier(&self, stale_ok: bool) -> Result<(), ApiError> {
         if !stale_ok {
-            self.store.linearizable_barrier().await.map_err(from_store)?;
+            self.store
+                .linearizable_barrier()
+                .await
+                .map_err(from_store)?;
         }
         Ok(())
     }
@@ -168,7 +203,10 @@ impl Objects {
         {
             let m = meta_mut(&mut obj);
             m.insert("uid".into(), Value::String(meta::new_uid()));
-            m.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
+            m.insert(
+                "creationTimestamp".into(),
+                Value::String(meta::now_rfc3339()),
+            );
             m.insert("generation".into(), json!(1));
             m.remove("resourceVersion");
             m.remove("deletionTimestamp");
@@ -184,10 +222,19 @@ impl Objects {
         }
         let text = serde_json::to_string(&obj).map_err(ApiError::internal)?;
         validation::check_size(text.len())?;
-        let txn = Txn { ops: vec![Op { key: key.storage_key(), pre: vec![Pre::Absent], action: Action::Put(text) }] };
+        let txn = Txn {
+            ops: vec![Op {
+                key: key.storage_key(),
+                pre: vec![Pre::Absent],
+                action: Action::Put(text),
+            }],
+        };
         match self.commit(txn).await? {
             TxnResult::Committed { results, .. } => first_value(results),
-            TxnResult::Failed { failure: Failure::Exists { .. }, .. } => Err(ApiError::AlreadyExists {
+            TxnResult::Failed {
+                failure: Failure::Exists { .. },
+                ..
+            } => Err(ApiError::AlreadyExists {
                 kind: key.kind.clone(),
                 namespace: key.namespace.clone(),
                 name: key.name.clone(),
@@ -197,21 +244,39 @@ impl Objects {
     }
 
     fn check_namespace_open(&self, ns: &str) -> Result<(), ApiError> {
-        let key = ObjectKey { kind: "Namespace".into(), namespace: String::new(), name: ns.to_string() };
+        let key = ObjectKey {
+            kind: "Namespace".into(),
+            namespace: String::new(),
+            name: ns.to_string(),
+        };
         match self.stored(&key)? {
-            None => Err(ApiError::NotFound { kind: "Namespace".into(), namespace: String::new(), name: ns.to_string() }),
-            Some((_, v)) if v.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::bad_request(format!(
-                "namespace {ns:?} is being terminated: nothing new can be created in it"
-            ))),
+            None => Err(ApiError::NotFound {
+                kind: "Namespace".into(),
+                namespace: String::new(),
+                name: ns.to_string(),
+            }),
+            Some((_, v)) if v.pointer("/metadata/deletionTimestamp").is_some() => {
+                Err(ApiError::bad_request(format!(
+                    "namespace {ns:?} is being terminated: nothing new can be created in it"
+                )))
+            }
             Some(_) => Ok(()),
         }
     }
 
-    pub async fn get(&self, kind: &str, namespace: &str, name: &str, stale_ok: bool) -> Result<Value, ApiError> {
+    pub async fn get(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        stale_ok: bool,
+    ) -> Result<Value, ApiError> {
         let info = kind_of(kind)?;
         let key = key_for(info, namespace, name)?;
         self.barrier(stale_ok).await?;
-        self.stored(&key)?.map(|(_, v)| v).ok_or_else(|| not_found(&key))
+        self.stored(&key)?
+            .map(|(_, v)| v)
+            .ok_or_else(|| not_found(&key))
     }
 
     /// Objects of a kind (in one namespace, or all when `namespace` is empty) matching the
@@ -228,8 +293,16 @@ impl Objects {
         let labels = parse_label_selector(labels)?;
         let fields = parse_field_selector(fields)?;
         self.barrier(stale_ok).await?;
-        let ns = if info.namespaced && !namespace.is_empty() { Some(namespace) } else { None };
-        let (items, revision) = self.store.reader().list(&list_prefix(info, ns)).map_err(ApiError::internal)?;
+        let ns = if info.namespaced && !namespace.is_empty() {
+            Some(namespace)
+        } else {
+            None
+        };
+        let (items, revision) = self
+            .store
+            .reader()
+            .list(&list_prefix(info, ns))
+            .map_err(ApiError::internal)?;
         let mut out = Vec::with_capacity(items.len());
         for s in items {
             let v: Value = serde_json::from_str(&s.value).map_err(ApiError::internal)?;
@@ -244,13 +317,25 @@ impl Objects {
     /// whatever is current; with one, it must still be current or the answer is Conflict.
     pub async fn update(&self, obj: Value, status_only: bool) -> Result<Value, ApiError> {
         let info = kind_of(&str_at(&obj, "/kind"))?;
-        let key = key_for(info, &str_at(&obj, "/metadata/namespace"), &str_at(&obj, "/metadata/name"))?;
+        let key = key_for(
+            info,
+            &str_at(&obj, "/metadata/namespace"),
+            &str_at(&obj, "/metadata/name"),
+        )?;
         let wanted_rv = rv_of(&obj)?;
-        self.guaranteed_update(&key, wanted_rv, |_old| Ok(obj.clone()), status_only).await
+        self.guaranteed_update(&key, wanted_rv, |_old| Ok(obj.clone()), status_only)
+            .await
     }
 
     /// RFC 7386 merge patch of the current object (or its status).
-    pub async fn patch(&self, kind: &str, namespace: &str, name: &str, patch: &Value, status_only: bool) -> Result<Value, ApiError> {
+    pub async fn patch(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+        status_only: bool,
+    ) -> Result<Value, ApiError> {
         let info = kind_of(kind)?;
         let key = key_for(info, namespace, name)?;
         if !patch.is_object() {
@@ -292,7 +377,10 @@ impl Objects {
                 return Ok(old);
             }
             let finalizing = next.pointer("/metadata/deletionTimestamp").is_some()
-                && next.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
+                && next
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(|f| f.is_empty());
             let action = if finalizing {
                 Action::Delete
             } else {
@@ -300,16 +388,30 @@ impl Objects {
                 validation::check_size(text.len())?;
                 Action::Put(text)
             };
-            let txn = Txn { ops: vec![Op { key: key.storage_key(), pre: vec![Pre::Revision(rev)], action }] };
+            let txn = Txn {
+                ops: vec![Op {
+                    key: key.storage_key(),
+                    pre: vec![Pre::Revision(rev)],
+                    action,
+                }],
+            };
             match self.commit(txn).await? {
                 TxnResult::Committed { results, .. } => return first_value(results),
-                TxnResult::Failed { failure: Failure::Revision { actual, .. }, .. } => {
+                TxnResult::Failed {
+                    failure: Failure::Revision { actual, .. },
+                    ..
+                } => {
                     if let Some(w) = wanted_rv {
                         return Err(conflict(key, w, actual));
                     }
                 }
-                TxnResult::Failed { failure: Failure::Absent { .. }, .. } => return Err(not_found(key)),
-                TxnResult::Failed { failure, .. } => return Err(ApiError::internal(format!("{failure:?}"))),
+                TxnResult::Failed {
+                    failure: Failure::Absent { .. },
+                    ..
+                } => return Err(not_found(key)),
+                TxnResult::Failed { failure, .. } => {
+                    return Err(ApiError::internal(format!("{failure:?}")));
+                }
             }
         }
         Err(ApiError::Conflict {
@@ -321,7 +423,13 @@ impl Objects {
         })
     }
 
-    pub async fn delete(&self, kind: &str, namespace: &str, name: &str, opts: DeleteOptions) -> Result<Value, ApiError> {
+    pub async fn delete(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> Result<Value, ApiError> {
         let info = kind_of(kind)?;
         let key = key_for(info, namespace, name)?;
         for _ in 0..MAX_RETRIES {
@@ -347,11 +455,19 @@ impl Objects {
             let mut finalizers: Vec<String> = next
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             match opts.propagation {
-                Some(Propagation::Orphan) if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
-                Some(Propagation::Foreground) if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                Some(Propagation::Orphan) if !finalizers.iter().any(|f| f == "orphan") => {
+                    finalizers.push("orphan".into())
+                }
+                Some(Propagation::Foreground)
+                    if !finalizers.iter().any(|f| f == "foregroundDeletion") =>
+                {
                     finalizers.push("foregroundDeletion".into())
                 }
                 _ => {}
@@ -362,9 +478,15 @@ impl Objects {
             } else {
                 let m = meta_mut(&mut next);
                 if !m.contains_key("deletionTimestamp") {
-                    m.insert("deletionTimestamp".into(), Value::String(meta::now_rfc3339()));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        Value::String(meta::now_rfc3339()),
+                    );
                 }
-                m.insert("deletionGracePeriodSeconds".into(), json!(graceful.unwrap_or(0)));
+                m.insert(
+                    "deletionGracePeriodSeconds".into(),
+                    json!(graceful.unwrap_or(0)),
+                );
                 if !finalizers.is_empty() {
                     m.insert("finalizers".into(), json!(finalizers));
                 }
@@ -376,19 +498,36 @@ impl Objects {
                 }
                 Action::Put(serde_json::to_string(&next).map_err(ApiError::internal)?)
             };
-            let txn = Txn { ops: vec![Op { key: key.storage_key(), pre: vec![Pre::Revision(rev)], action }] };
+            let txn = Txn {
+                ops: vec![Op {
+                    key: key.storage_key(),
+                    pre: vec![Pre::Revision(rev)],
+                    action,
+                }],
+            };
             match self.commit(txn).await? {
                 TxnResult::Committed { results, .. } => return first_value(results),
-                TxnResult::Failed { failure: Failure::Revision { actual, .. }, .. } => {
+                TxnResult::Failed {
+                    failure: Failure::Revision { actual, .. },
+                    ..
+                } => {
                     if let Some(w) = opts.resource_version {
                         return Err(conflict(&key, w, actual));
                     }
                 }
-                TxnResult::Failed { failure: Failure::Absent { .. }, .. } => return Err(not_found(&key)),
-                TxnResult::Failed { failure, .. } => return Err(ApiError::internal(format!("{failure:?}"))),
+                TxnResult::Failed {
+                    failure: Failure::Absent { .. },
+                    ..
+                } => return Err(not_found(&key)),
+                TxnResult::Failed { failure, .. } => {
+                    return Err(ApiError::internal(format!("{failure:?}")));
+                }
             }
         }
-        Err(ApiError::unavailable("the object kept changing while it was being deleted", None))
+        Err(ApiError::unavailable(
+            "the object kept changing while it was being deleted",
+            None,
+        ))
     }
 
     /// Creates `obj` unless an object of its name exists (bootstrap objects).
@@ -416,13 +555,19 @@ fn graceful_seconds(info: &KindInfo, obj: &Value, requested: Option<i64>) -> Opt
         return None;
     }
     let grace = requested
-        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30);
     (grace > 0).then_some(grace)
 }
 
 fn first_value(results: Vec<corral_store::OpResult>) -> Result<Value, ApiError> {
-    let r = results.into_iter().next().ok_or_else(|| ApiError::internal("the store answered no result"))?;
+    let r = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("the store answered no result"))?;
     serde_json::from_str(&r.value).map_err(ApiError::internal)
 }
 
@@ -461,7 +606,12 @@ fn admit_update(old: &Value, mut next: Value, status_only: bool) -> Result<Value
             }
         }
     }
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         let m = meta_mut(&mut next);
         match old.pointer(&format!("/metadata/{field}")) {
             Some(v) => {
@@ -472,8 +622,15 @@ fn admit_update(old: &Value, mut next: Value, status_only: bool) -> Result<Value
             }
         }
     }
-    let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-    let generation = if meta::spec_changed(old, &next) { generation + 1 } else { generation };
+    let generation = old
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let generation = if meta::spec_changed(old, &next) {
+        generation + 1
+    } else {
+        generation
+    };
     meta_mut(&mut next).insert("generation".into(), json!(generation));
     meta_mut(&mut next).remove("resourceVersion");
     if next.get("apiVersion").is_none() {
@@ -499,7 +656,10 @@ mod tests {
         assert_eq!(admitted["metadata"]["generation"], 1);
         let mut next = old.clone();
         next["data"]["k"] = json!("w");
-        assert_eq!(admit_update(&old, next, false).expect("valid")["metadata"]["generation"], 2);
+        assert_eq!(
+            admit_update(&old, next, false).expect("valid")["metadata"]["generation"],
+            2
+        );
     }
 
     #[test]

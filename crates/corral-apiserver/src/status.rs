@@ -22,7 +22,9 @@ pub fn from_store(e: StoreError) -> ApiError {
     match e {
         StoreError::NoLeader { message, leader } => ApiError::Unavailable { message, leader },
         StoreError::Ambiguous(m) => ApiError::Unavailable {
-            message: format!("the leader failed while taking the write, which may or may not have been applied: {m}"),
+            message: format!(
+                "the leader failed while taking the write, which may or may not have been applied: {m}"
+            ),
             leader: None,
         },
         other => ApiError::internal(other),

@@ -22,17 +22,29 @@ fn from_watch_error(e: WatchError) -> ApiError {
 }
 
 /// Starts a watch; events go to `tx` until the client goes away or the watch fails.
-pub fn start(store: &Store, req: WatchRequest) -> Result<mpsc::Receiver<Result<WatchEvent, ApiError>>, ApiError> {
+pub fn start(
+    store: &Store,
+    req: WatchRequest,
+) -> Result<mpsc::Receiver<Result<WatchEvent, ApiError>>, ApiError> {
     let info = kind_of(&req.kind)?;
     let labels = parse_label_selector(&req.label_selector)?;
     let fields = parse_field_selector(&req.field_selector)?;
-    let ns = if info.namespaced && !req.namespace.is_empty() { Some(req.namespace.as_str()) } else { None };
+    let ns = if info.namespaced && !req.namespace.is_empty() {
+        Some(req.namespace.as_str())
+    } else {
+        None
+    };
     let prefix = list_prefix(info, ns);
     let reader = store.reader().clone();
-    let from = if req.from_revision == 0 { reader.applied() } else { req.from_revision };
+    let from = if req.from_revision == 0 {
+        reader.applied()
+    } else {
+        req.from_revision
+    };
     let mut watcher = reader.watch(&prefix, from).map_err(from_watch_error)?;
     let (tx, rx) = mpsc::channel(256);
-    let bookmark = (req.bookmark_seconds > 0).then(|| Duration::from_secs(u64::from(req.bookmark_seconds)));
+    let bookmark =
+        (req.bookmark_seconds > 0).then(|| Duration::from_secs(u64::from(req.bookmark_seconds)));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(bookmark.unwrap_or(Duration::from_secs(3600)));
         ticker.tick().await;
@@ -59,7 +71,11 @@ pub fn start(store: &Store, req: WatchRequest) -> Result<mpsc::Receiver<Result<W
             let typ = match event.kind {
                 EventKind::Delete => now_in.then_some(Type::Deleted),
                 EventKind::Put => {
-                    let was_in = event.prev.as_deref().and_then(parse).is_some_and(|v| selected(&v, &labels, &fields));
+                    let was_in = event
+                        .prev
+                        .as_deref()
+                        .and_then(parse)
+                        .is_some_and(|v| selected(&v, &labels, &fields));
                     match (was_in, now_in) {
                         (false, true) => Some(Type::Added),
                         (true, true) => Some(Type::Modified),
@@ -69,7 +85,11 @@ pub fn start(store: &Store, req: WatchRequest) -> Result<mpsc::Receiver<Result<W
                 }
             };
             if let Some(t) = typ {
-                let ev = WatchEvent { r#type: t as i32, object: event.value.clone(), revision: event.revision };
+                let ev = WatchEvent {
+                    r#type: t as i32,
+                    object: event.value.clone(),
+                    revision: event.revision,
+                };
                 if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }

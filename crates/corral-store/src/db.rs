@@ -35,13 +35,16 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, OpenError> {
     let cfs = [CF_LOG, CF_RAFT, CF_OBJECTS, CF_EVENTS, CF_SM]
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-    let db = DB::open_cf_descriptors(&opts, dir, cfs)
-        .map_err(|source| OpenError::Rocks { dir: dir.display().to_string(), source })?;
+    let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| OpenError::Rocks {
+        dir: dir.display().to_string(),
+        source,
+    })?;
     Ok(Arc::new(db))
 }
 
 pub fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
-    db.cf_handle(name).expect("every column family is created when the store is opened")
+    db.cf_handle(name)
+        .expect("every column family is created when the store is opened")
 }
 
 pub fn sync_opts() -> rocksdb::WriteOptions {
@@ -66,10 +69,16 @@ pub fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-pub fn get_json<T: serde::de::DeserializeOwned>(db: &DB, cf_name: &str, key: &str) -> Result<Option<T>, StorageError> {
+pub fn get_json<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    cf_name: &str,
+    key: &str,
+) -> Result<Option<T>, StorageError> {
     match db.get_cf(cf(db, cf_name), key).map_err(read_err)? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| read_err(format!("{cf_name}/{key}: {e}"))),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| read_err(format!("{cf_name}/{key}: {e}"))),
     }
 }
 

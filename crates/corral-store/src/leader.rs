@@ -33,7 +33,10 @@ pub struct LeaderHost {
 
 impl LeaderHost {
     pub fn new(store: Store) -> Self {
-        Self { store, components: Vec::new() }
+        Self {
+            store,
+            components: Vec::new(),
+        }
     }
 
     pub fn register(&mut self, name: impl Into<String>, c: Component) {

@@ -14,7 +14,9 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{DB, Direction, IteratorMode};
 
-use crate::db::{CF_LOG, CF_RAFT, cf, get_json, index_key, read_err, sync_opts, to_json, write_err};
+use crate::db::{
+    CF_LOG, CF_RAFT, cf, get_json, index_key, read_err, sync_opts, to_json, write_err,
+};
 use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone)]
@@ -56,11 +58,18 @@ fn flush_loop(db: std::sync::Weak<DB>, rx: mpsc::Receiver<LogFlushed<TypeConfig>
             batch.push(more);
         }
         let result = match db.upgrade() {
-            Some(db) => db.flush_wal(true).map_err(|e| std::io::Error::other(e.to_string())),
+            Some(db) => db
+                .flush_wal(true)
+                .map_err(|e| std::io::Error::other(e.to_string())),
             None => Err(std::io::Error::other("the store was closed")),
         };
         for cb in batch {
-            cb.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            cb.log_io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            );
         }
     }
 }
@@ -77,7 +86,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut out = Vec::new();
-        let it = self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::From(&index_key(start), Direction::Forward));
+        let it = self.db.iterator_cf(
+            cf(&self.db, CF_LOG),
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        );
         for kv in it {
             let (k, v) = kv.map_err(read_err)?;
             let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(read_err)?);
@@ -96,7 +108,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = get_json(&self.db, CF_RAFT, "purged")?;
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -104,7 +119,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.db.put_cf_opt(cf(&self.db, CF_RAFT), "vote", to_json(vote)?, &sync_opts()).map_err(write_err)
+        self.db
+            .put_cf_opt(cf(&self.db, CF_RAFT), "vote", to_json(vote)?, &sync_opts())
+            .map_err(write_err)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -113,14 +130,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not synced: losing it only means re-learning the commit index from the leader.
-        self.db.put_cf(cf(&self.db, CF_RAFT), "committed", to_json(&committed)?).map_err(write_err)
+        self.db
+            .put_cf(cf(&self.db, CF_RAFT), "committed", to_json(&committed)?)
+            .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
         Ok(get_json::<Option<LogId>>(&self.db, CF_RAFT, "committed")?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -131,13 +154,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(log, index_key(e.log_id.index), to_json(&e)?);
         }
         self.db.write(batch).map_err(write_err)?;
-        self.flusher.send(callback).map_err(|_| write_err("the log flusher thread has stopped"))?;
+        self.flusher
+            .send(callback)
+            .map_err(|_| write_err("the log flusher thread has stopped"))?;
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(log_id.index), index_key(u64::MAX));
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOG),
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
         self.db.write_opt(batch, &sync_opts()).map_err(write_err)
     }
 
@@ -146,7 +175,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db.flush_wal(true).map_err(write_err)?;
         let mut batch = rocksdb::WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_RAFT), "purged", to_json(&log_id)?);
-        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(0), index_key(log_id.index + 1));
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOG),
+            index_key(0),
+            index_key(log_id.index + 1),
+        );
         self.db.write_opt(batch, &sync_opts()).map_err(write_err)
     }
 }

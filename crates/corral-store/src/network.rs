@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use corral_proto::v1::RaftMessage;
 use corral_proto::v1::raft_client::RaftClient;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tonic::transport::{Channel, Endpoint};
@@ -29,7 +31,10 @@ pub struct Peers {
 
 impl Peers {
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
-        let mut map = self.channels.lock().map_err(|_| "peer table lock poisoned".to_string())?;
+        let mut map = self
+            .channels
+            .lock()
+            .map_err(|_| "peer table lock poisoned".to_string())?;
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
@@ -53,7 +58,8 @@ pub fn encode<T: Serialize>(v: &T) -> Result<RaftMessage, tonic::Status> {
 }
 
 pub fn decode<T: DeserializeOwned>(m: &RaftMessage) -> Result<T, tonic::Status> {
-    serde_json::from_slice(&m.data).map_err(|e| tonic::Status::invalid_argument(format!("decoding a Raft message: {e}")))
+    serde_json::from_slice(&m.data)
+        .map_err(|e| tonic::Status::invalid_argument(format!("decoding a Raft message: {e}")))
 }
 
 pub struct NetworkFactory {
@@ -64,7 +70,10 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
-        PeerConn { target, client: self.peers.client(&node.addr) }
+        PeerConn {
+            target,
+            client: self.peers.client(&node.addr),
+        }
     }
 }
 
@@ -78,7 +87,9 @@ type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Node, RaftError<
 fn transport_error<E: std::error::Error>(status: &tonic::Status) -> RpcErr<E> {
     let io = std::io::Error::other(status.to_string());
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown => RPCError::Unreachable(Unreachable::new(&io)),
+        tonic::Code::Unavailable | tonic::Code::Unknown => {
+            RPCError::Unreachable(Unreachable::new(&io))
+        }
         _ => RPCError::Network(NetworkError::new(&io)),
     }
 }
@@ -95,8 +106,12 @@ impl PeerConn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone()))))?;
-        let msg = encode(req).map_err(|s| RPCError::Network(NetworkError::new(&std::io::Error::other(s.to_string()))))?;
+        let client = self.client.as_mut().map_err(|e| {
+            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))
+        })?;
+        let msg = encode(req).map_err(|s| {
+            RPCError::Network(NetworkError::new(&std::io::Error::other(s.to_string())))
+        })?;
         let mut request = tonic::Request::new(msg);
         request.set_timeout(option.hard_ttl());
         let resp = match which {
@@ -105,8 +120,9 @@ impl PeerConn {
             _ => client.install_snapshot(request).await,
         }
         .map_err(|s| transport_error::<E>(&s))?;
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(resp.get_ref()).map_err(|s| RPCError::Network(NetworkError::new(&std::io::Error::other(s.to_string()))))?;
+        let result: Result<Resp, RaftError<NodeId, E>> = decode(resp.get_ref()).map_err(|s| {
+            RPCError::Network(NetworkError::new(&std::io::Error::other(s.to_string())))
+        })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -128,7 +144,11 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         self.call("snapshot", &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
         self.call("vote", &rpc, &option).await
     }
 
@@ -144,7 +164,9 @@ impl RaftNetwork<TypeConfig> for PeerConn {
 pub enum Forwarded {
     Applied(TxnResult),
     /// The receiver is not the leader (any more); the caller retries against `leader`.
-    NotLeader { leader: Option<NodeId> },
+    NotLeader {
+        leader: Option<NodeId>,
+    },
     Failed(String),
 }
 
@@ -177,34 +199,52 @@ pub struct RaftService {
 
 #[tonic::async_trait]
 impl corral_proto::v1::raft_server::Raft for RaftService {
-    async fn append_entries(&self, req: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    async fn append_entries(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         let res = self.store.raft().append_entries(rpc).await;
         encode(&res).map(tonic::Response::new)
     }
 
-    async fn vote(&self, req: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    async fn vote(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
         let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
         let res = self.store.raft().vote(rpc).await;
         encode(&res).map(tonic::Response::new)
     }
 
-    async fn install_snapshot(&self, req: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    async fn install_snapshot(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         let res = self.store.raft().install_snapshot(rpc).await;
         encode(&res).map(tonic::Response::new)
     }
 
-    async fn forward(&self, req: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    async fn forward(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
         let txn: Txn = decode(req.get_ref())?;
         encode(&self.store.write_as_leader(txn).await).map(tonic::Response::new)
     }
 
-    async fn read_index(&self, _req: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    async fn read_index(
+        &self,
+        _req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
         encode(&self.store.read_index_as_leader().await).map(tonic::Response::new)
     }
 
-    async fn change_membership(&self, req: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    async fn change_membership(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
         let change: MembershipChange = decode(req.get_ref())?;
         encode(&self.store.change_membership_as_leader(change).await).map(tonic::Response::new)
     }

@@ -13,7 +13,10 @@ use tokio::sync::watch;
 
 use crate::db;
 use crate::log_store::LogStore;
-use crate::network::{ChangeResult, Forwarded, MembershipChange, NetworkFactory, Peers, RaftService, ReadIndex, decode, encode};
+use crate::network::{
+    ChangeResult, Forwarded, MembershipChange, NetworkFactory, Peers, RaftService, ReadIndex,
+    decode, encode,
+};
 use crate::state_machine::{HistoryConfig, StateMachine, StoreReader};
 use crate::txn::{Txn, TxnResult};
 use crate::typ::{NodeId, Raft, RaftMetrics};
@@ -42,7 +45,12 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    pub fn new(id: NodeId, data_dir: PathBuf, advertise: String, peers: BTreeMap<NodeId, String>) -> Self {
+    pub fn new(
+        id: NodeId,
+        data_dir: PathBuf,
+        advertise: String,
+        peers: BTreeMap<NodeId, String>,
+    ) -> Self {
         Self {
             id,
             data_dir,
@@ -70,7 +78,10 @@ pub enum StoreError {
     Start(String),
     /// No leader could take the request in time (retryable).
     #[error("no leader is available: {message}")]
-    NoLeader { message: String, leader: Option<String> },
+    NoLeader {
+        message: String,
+        leader: Option<String>,
+    },
     /// The request reached a leader that failed while handling it: it may or may not have been applied.
     #[error("the write's outcome is unknown: {0}")]
     Ambiguous(String),
@@ -96,7 +107,9 @@ fn never_sent(s: &tonic::Status) -> bool {
         source = e.source();
     }
     s.code() == tonic::Code::Unavailable
-        && (text.contains("tcp connect error") || text.contains("Connection refused") || text.contains("ConnectionRefused"))
+        && (text.contains("tcp connect error")
+            || text.contains("Connection refused")
+            || text.contains("ConnectionRefused"))
 }
 
 /// A handle on the local replica; cheap to clone.
@@ -107,11 +120,13 @@ pub struct Store {
 
 impl Store {
     pub async fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| StoreError::Storage(format!("creating {}: {e}", cfg.data_dir.display())))?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            StoreError::Storage(format!("creating {}: {e}", cfg.data_dir.display()))
+        })?;
         let rdb = db::open(&cfg.data_dir.join("db"))?;
         let log = LogStore::new(rdb.clone());
-        let sm = StateMachine::new(rdb, cfg.history).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let sm =
+            StateMachine::new(rdb, cfg.history).map_err(|e| StoreError::Storage(e.to_string()))?;
         let reader = sm.reader();
         let config = openraft::Config {
             cluster_name: "corral".into(),
@@ -127,20 +142,51 @@ impl Store {
         .validate()
         .map_err(|e| StoreError::Config(e.to_string()))?;
         let peers = Peers::default();
-        let raft = Raft::new(cfg.id, Arc::new(config), NetworkFactory { peers: peers.clone() }, log, sm)
-            .await
-            .map_err(|e| StoreError::Start(e.to_string()))?;
-        let store = Store { inner: Arc::new(Inner { id: cfg.id, raft, reader, peers, write_timeout: cfg.write_timeout }) };
-        if !cfg.join && !store.inner.raft.is_initialized().await.map_err(|e| StoreError::Start(e.to_string()))? {
+        let raft = Raft::new(
+            cfg.id,
+            Arc::new(config),
+            NetworkFactory {
+                peers: peers.clone(),
+            },
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StoreError::Start(e.to_string()))?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                id: cfg.id,
+                raft,
+                reader,
+                peers,
+                write_timeout: cfg.write_timeout,
+            }),
+        };
+        if !cfg.join
+            && !store
+                .inner
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| StoreError::Start(e.to_string()))?
+        {
             let mut members = BTreeMap::new();
             for (id, addr) in &cfg.peers {
                 members.insert(*id, BasicNode { addr: addr.clone() });
             }
             if members.is_empty() {
-                members.insert(cfg.id, BasicNode { addr: cfg.advertise.clone() });
+                members.insert(
+                    cfg.id,
+                    BasicNode {
+                        addr: cfg.advertise.clone(),
+                    },
+                );
             }
             if !members.contains_key(&cfg.id) {
-                return Err(StoreError::Config(format!("--peers does not list this server's id {}", cfg.id)));
+                return Err(StoreError::Config(format!(
+                    "--peers does not list this server's id {}",
+                    cfg.id
+                )));
             }
             // Every member may call this with the same list; the ones that lose simply follow.
             if let Err(e) = store.inner.raft.initialize(members).await {
@@ -168,9 +214,11 @@ impl Store {
 
     /// The gRPC service peers call; mount it on the --peer-listen server.
     pub fn raft_service(&self) -> corral_proto::v1::raft_server::RaftServer<RaftService> {
-        corral_proto::v1::raft_server::RaftServer::new(RaftService { store: self.clone() })
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20)
+        corral_proto::v1::raft_server::RaftServer::new(RaftService {
+            store: self.clone(),
+        })
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -181,13 +229,21 @@ impl Store {
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.inner.raft.metrics().borrow().clone();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
         Some((id, addr))
     }
 
     fn addr_of(&self, id: NodeId) -> Option<String> {
         let m = self.inner.raft.metrics().borrow().clone();
-        m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
     }
 
     /// Waits (until `deadline`) for a leader other than `not`.
@@ -201,14 +257,21 @@ impl Store {
                 return Some(l);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            if tokio::time::timeout(left, rx.changed()).await.ok()?.is_err() {
+            if tokio::time::timeout(left, rx.changed())
+                .await
+                .ok()?
+                .is_err()
+            {
                 return None;
             }
         }
     }
 
     fn no_leader(&self, message: impl Into<String>) -> StoreError {
-        StoreError::NoLeader { message: message.into(), leader: self.leader().map(|l| l.1) }
+        StoreError::NoLeader {
+            message: message.into(),
+            leader: self.leader().map(|l| l.1),
+        }
     }
 
     /// Proposes `txn` and waits for it to be applied here or on the leader. Retries (until the
@@ -228,7 +291,11 @@ impl Store {
             match attempt {
                 Forwarded::Applied(r) => return Ok(r),
                 Forwarded::NotLeader { leader: next } => {
-                    not = if next.is_some() && next != Some(leader) { None } else { Some(leader) };
+                    not = if next.is_some() && next != Some(leader) {
+                        None
+                    } else {
+                        Some(leader)
+                    };
                     if Instant::now() >= deadline {
                         return Err(self.no_leader("the leader kept changing"));
                     }
@@ -243,20 +310,32 @@ impl Store {
         let Some(addr) = self.addr_of(leader) else {
             return Ok(Forwarded::NotLeader { leader: None });
         };
-        let mut client = self.inner.peers.client(&addr).map_err(StoreError::Storage)?;
+        let mut client = self
+            .inner
+            .peers
+            .client(&addr)
+            .map_err(StoreError::Storage)?;
         let msg = encode(txn).map_err(|s| StoreError::Storage(s.message().to_string()))?;
         match client.forward(msg).await {
-            Ok(resp) => decode(resp.get_ref()).map_err(|s| StoreError::Ambiguous(s.message().to_string())),
+            Ok(resp) => {
+                decode(resp.get_ref()).map_err(|s| StoreError::Ambiguous(s.message().to_string()))
+            }
             // Refused before anything was sent: the leader is gone, wait for the next.
             Err(s) if never_sent(&s) => Ok(Forwarded::NotLeader { leader: None }),
-            Err(s) => Err(StoreError::Ambiguous(format!("forwarding to the leader {leader} at {addr}: {s}"))),
+            Err(s) => Err(StoreError::Ambiguous(format!(
+                "forwarding to the leader {leader} at {addr}: {s}"
+            ))),
         }
     }
 
     pub(crate) async fn write_as_leader(&self, txn: Txn) -> Forwarded {
         match self.inner.raft.client_write(txn).await {
             Ok(resp) => Forwarded::Applied(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Forwarded::NotLeader { leader: f.leader_id },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Forwarded::NotLeader {
+                    leader: f.leader_id,
+                }
+            }
             Err(e) => Forwarded::Failed(e.to_string()),
         }
     }
@@ -265,7 +344,9 @@ impl Store {
         match self.inner.raft.get_read_log_id().await {
             Ok((read, _applied)) => ReadIndex::Index(read.map(|l| l.index).unwrap_or(0)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                ReadIndex::NotLeader { leader: f.leader_id }
+                ReadIndex::NotLeader {
+                    leader: f.leader_id,
+                }
             }
             Err(e) => ReadIndex::Failed(e.to_string()),
         }
@@ -283,10 +364,20 @@ impl Store {
             let answer = if leader == self.inner.id {
                 self.read_index_as_leader().await
             } else {
-                let Some(addr) = self.addr_of(leader) else { return Err(self.no_leader("leader address unknown")) };
-                let mut client = self.inner.peers.client(&addr).map_err(StoreError::Storage)?;
-                match client.read_index(corral_proto::v1::RaftMessage::default()).await {
-                    Ok(resp) => decode(resp.get_ref()).map_err(|s| StoreError::Storage(s.message().to_string()))?,
+                let Some(addr) = self.addr_of(leader) else {
+                    return Err(self.no_leader("leader address unknown"));
+                };
+                let mut client = self
+                    .inner
+                    .peers
+                    .client(&addr)
+                    .map_err(StoreError::Storage)?;
+                match client
+                    .read_index(corral_proto::v1::RaftMessage::default())
+                    .await
+                {
+                    Ok(resp) => decode(resp.get_ref())
+                        .map_err(|s| StoreError::Storage(s.message().to_string()))?,
                     Err(_) => ReadIndex::NotLeader { leader: None },
                 }
             };
@@ -311,13 +402,24 @@ impl Store {
         }
     }
 
-    pub(crate) async fn change_membership_as_leader(&self, change: MembershipChange) -> ChangeResult {
+    pub(crate) async fn change_membership_as_leader(
+        &self,
+        change: MembershipChange,
+    ) -> ChangeResult {
         let raft = &self.inner.raft;
         let not_leader = |e: &dyn std::fmt::Display| ChangeResult::Failed(e.to_string());
         if !self.is_leader() {
-            return ChangeResult::NotLeader { leader: raft.metrics().borrow().current_leader };
+            return ChangeResult::NotLeader {
+                leader: raft.metrics().borrow().current_leader,
+            };
         }
-        let voters: BTreeSet<NodeId> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        let voters: BTreeSet<NodeId> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
         match change {
             MembershipChange::Add { id, addr } => {
                 if let Err(e) = raft.add_learner(id, BasicNode { addr }, true).await {
@@ -356,11 +458,19 @@ impl Store {
             let res = if leader == self.inner.id {
                 self.change_membership_as_leader(change.clone()).await
             } else {
-                let Some(addr) = self.addr_of(leader) else { return Err(self.no_leader("leader address unknown")) };
-                let mut client = self.inner.peers.client(&addr).map_err(StoreError::Storage)?;
-                let msg = encode(&change).map_err(|s| StoreError::Storage(s.message().to_string()))?;
+                let Some(addr) = self.addr_of(leader) else {
+                    return Err(self.no_leader("leader address unknown"));
+                };
+                let mut client = self
+                    .inner
+                    .peers
+                    .client(&addr)
+                    .map_err(StoreError::Storage)?;
+                let msg =
+                    encode(&change).map_err(|s| StoreError::Storage(s.message().to_string()))?;
                 match client.change_membership(msg).await {
-                    Ok(resp) => decode(resp.get_ref()).map_err(|s| StoreError::Storage(s.message().to_string()))?,
+                    Ok(resp) => decode(resp.get_ref())
+                        .map_err(|s| StoreError::Storage(s.message().to_string()))?,
                     Err(s) => ChangeResult::Failed(s.to_string()),
                 }
             };
@@ -369,7 +479,9 @@ impl Store {
                 ChangeResult::NotLeader { .. } if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                ChangeResult::NotLeader { .. } => return Err(self.no_leader("the leader kept changing")),
+                ChangeResult::NotLeader { .. } => {
+                    return Err(self.no_leader("the leader kept changing"));
+                }
                 ChangeResult::Failed(e) => return Err(StoreError::Storage(e)),
             }
         }

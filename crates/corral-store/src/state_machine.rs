@@ -15,9 +15,13 @@ use rocksdb::{DB, Direction, IteratorMode, ReadOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::db::{CF_EVENTS, CF_OBJECTS, CF_SM, cf, get_json, read_err, sync_opts, to_json, write_err};
+use crate::db::{
+    CF_EVENTS, CF_OBJECTS, CF_SM, cf, get_json, read_err, sync_opts, to_json, write_err,
+};
 use crate::txn::{Change, Stored, TxnResult, decide};
-use crate::typ::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::typ::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// What a change did to a key, as watchers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,13 +89,22 @@ impl StoreReader {
     /// Waits until the state machine has applied `revision`.
     pub async fn wait_applied(&self, revision: u64) -> Result<(), WatchError> {
         let mut rx = self.applied.clone();
-        rx.wait_for(|a| *a >= revision).await.map(|_| ()).map_err(|_| WatchError::Closed)
+        rx.wait_for(|a| *a >= revision)
+            .await
+            .map(|_| ())
+            .map_err(|_| WatchError::Closed)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Stored>, StorageError> {
-        match self.db.get_pinned_cf(cf(&self.db, CF_OBJECTS), key).map_err(read_err)? {
+        match self
+            .db
+            .get_pinned_cf(cf(&self.db, CF_OBJECTS), key)
+            .map_err(read_err)?
+        {
             None => Ok(None),
-            Some(b) => Stored::decode(&b).map(Some).ok_or_else(|| read_err(format!("stored value of {key} is corrupt"))),
+            Some(b) => Stored::decode(&b)
+                .map(Some)
+                .ok_or_else(|| read_err(format!("stored value of {key} is corrupt"))),
         }
     }
 
@@ -100,7 +113,11 @@ impl StoreReader {
         let snap = self.db.snapshot();
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&snap);
-        let applied: Option<LogId> = match self.db.get_cf_opt(cf(&self.db, CF_SM), "applied", &ro).map_err(read_err)? {
+        let applied: Option<LogId> = match self
+            .db
+            .get_cf_opt(cf(&self.db, CF_SM), "applied", &ro)
+            .map_err(read_err)?
+        {
             Some(b) => serde_json::from_slice(&b).map_err(read_err)?,
             None => None,
         };
@@ -115,8 +132,12 @@ impl StoreReader {
         );
         for kv in it {
             let (k, v) = kv.map_err(read_err)?;
-            let stored = Stored::decode(&v)
-                .ok_or_else(|| read_err(format!("stored value of {} is corrupt", String::from_utf8_lossy(&k))))?;
+            let stored = Stored::decode(&v).ok_or_else(|| {
+                read_err(format!(
+                    "stored value of {} is corrupt",
+                    String::from_utf8_lossy(&k)
+                ))
+            })?;
             out.push(stored);
         }
         Ok((out, applied.map(|l| l.index).unwrap_or(0)))
@@ -130,9 +151,14 @@ impl StoreReader {
     /// A watch on every key under `prefix` that changes after revision `from`.
     pub fn watch(&self, prefix: &str, from: u64) -> Result<Watcher, WatchError> {
         let rx = self.events.subscribe();
-        let compacted = self.compacted().map_err(|e| WatchError::Storage(e.to_string()))?;
+        let compacted = self
+            .compacted()
+            .map_err(|e| WatchError::Storage(e.to_string()))?;
         if from < compacted {
-            return Err(WatchError::Expired { requested: from, oldest: compacted });
+            return Err(WatchError::Expired {
+                requested: from,
+                oldest: compacted,
+            });
         }
         Ok(Watcher {
             reader: self.clone(),
@@ -148,10 +174,20 @@ impl StoreReader {
         let storage = |e: &dyn std::fmt::Display| WatchError::Storage(e.to_string());
         let compacted = self.compacted().map_err(|e| storage(&e))?;
         if after.0 < compacted {
-            return Err(WatchError::Expired { requested: after.0, oldest: compacted });
+            return Err(WatchError::Expired {
+                requested: after.0,
+                oldest: compacted,
+            });
         }
-        let start = if after.1 == u16::MAX { event_key(after.0 + 1, 0) } else { event_key(after.0, after.1 + 1) };
-        let it = self.db.iterator_cf(cf(&self.db, CF_EVENTS), IteratorMode::From(&start, Direction::Forward));
+        let start = if after.1 == u16::MAX {
+            event_key(after.0 + 1, 0)
+        } else {
+            event_key(after.0, after.1 + 1)
+        };
+        let it = self.db.iterator_cf(
+            cf(&self.db, CF_EVENTS),
+            IteratorMode::From(&start, Direction::Forward),
+        );
         let mut out = Vec::new();
         for kv in it.take(limit) {
             let (_, v) = kv.map_err(|e| storage(&e))?;
@@ -180,7 +216,11 @@ impl Watcher {
         // Applied is published after the events it covers are sent: read it first, and if no
         // event is then waiting, everything up to it has been seen.
         let applied = self.reader.applied();
-        if self.backlog.is_empty() && !self.catching_up && self.rx.is_empty() && applied > self.pos.0 {
+        if self.backlog.is_empty()
+            && !self.catching_up
+            && self.rx.is_empty()
+            && applied > self.pos.0
+        {
             self.pos = (applied, u16::MAX);
         }
         self.pos.0
@@ -214,7 +254,10 @@ impl Watcher {
                 }
                 Ok(WatchMsg::Reset) => {
                     let oldest = self.reader.compacted().unwrap_or(self.pos.0);
-                    return Err(WatchError::Expired { requested: self.pos.0, oldest });
+                    return Err(WatchError::Expired {
+                        requested: self.pos.0,
+                        oldest,
+                    });
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
                 Err(broadcast::error::RecvError::Closed) => return Err(WatchError::Closed),
@@ -231,7 +274,9 @@ pub struct HistoryConfig {
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        Self { keep_revisions: 100_000 }
+        Self {
+            keep_revisions: 100_000,
+        }
     }
 }
 
@@ -263,22 +308,41 @@ impl StateMachine {
         let compacted: u64 = get_json(&db, CF_SM, "compacted")?.unwrap_or(0);
         let (applied_tx, applied_rx) = watch::channel(applied.map(|l| l.index).unwrap_or(0));
         let (events, _) = broadcast::channel(16 * 1024);
-        let reader = StoreReader { db: db.clone(), events: events.clone(), applied: applied_rx };
-        Ok(Self { db, events, applied_tx, reader, history, compacted })
+        let reader = StoreReader {
+            db: db.clone(),
+            events: events.clone(),
+            applied: applied_rx,
+        };
+        Ok(Self {
+            db,
+            events,
+            applied_tx,
+            reader,
+            history,
+            compacted,
+        })
     }
 
     pub fn reader(&self) -> StoreReader {
         self.reader.clone()
     }
 
-    fn compact_if_due(&mut self, batch: &mut rocksdb::WriteBatch, applied: u64) -> Result<(), StorageError> {
+    fn compact_if_due(
+        &mut self,
+        batch: &mut rocksdb::WriteBatch,
+        applied: u64,
+    ) -> Result<(), StorageError> {
         let keep = self.history.keep_revisions.max(1);
         // Compact in steps of a tenth of the kept history, not on every apply.
         if applied <= self.compacted + keep + keep / 10 {
             return Ok(());
         }
         let new_compacted = applied - keep;
-        batch.delete_range_cf(cf(&self.db, CF_EVENTS), event_key(0, 0), event_key(new_compacted + 1, 0));
+        batch.delete_range_cf(
+            cf(&self.db, CF_EVENTS),
+            event_key(0, 0),
+            event_key(new_compacted + 1, 0),
+        );
         batch.put_cf(cf(&self.db, CF_SM), "compacted", to_json(&new_compacted)?);
         self.compacted = new_compacted;
         Ok(())
@@ -312,10 +376,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let revision = entry.log_id.index;
             last = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => results.push(TxnResult::Committed { revision, results: vec![] }),
+                EntryPayload::Blank => results.push(TxnResult::Committed {
+                    revision,
+                    results: vec![],
+                }),
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    results.push(TxnResult::Committed { revision, results: vec![] });
+                    results.push(TxnResult::Committed {
+                        revision,
+                        results: vec![],
+                    });
                 }
                 EntryPayload::Normal(txn) => {
                     let mut read_err_seen = None;
@@ -333,29 +403,58 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         return Err(e);
                     }
                     match decided {
-                        Err((op, failure)) => results.push(TxnResult::Failed { revision, op, failure }),
+                        Err((op, failure)) => results.push(TxnResult::Failed {
+                            revision,
+                            op,
+                            failure,
+                        }),
                         Ok(changes) => {
                             let mut op_results = Vec::with_capacity(changes.len());
                             for (idx, change) in changes.into_iter().enumerate() {
-                                let idx = u16::try_from(idx).map_err(|_| write_err("a transaction has over 65535 operations"))?;
+                                let idx = u16::try_from(idx).map_err(|_| {
+                                    write_err("a transaction has over 65535 operations")
+                                })?;
                                 let event = match change {
                                     Change::Put { key, value, prev } => {
-                                        let stored = Stored { revision, value: value.clone() };
+                                        let stored = Stored {
+                                            revision,
+                                            value: value.clone(),
+                                        };
                                         batch.put_cf(objects, key.as_bytes(), stored.encode());
                                         overlay.insert(key.clone(), Some(stored));
-                                        Event { revision, idx, kind: EventKind::Put, key, value, prev }
+                                        Event {
+                                            revision,
+                                            idx,
+                                            kind: EventKind::Put,
+                                            key,
+                                            value,
+                                            prev,
+                                        }
                                     }
                                     Change::Delete { key, prev } => {
                                         batch.delete_cf(objects, key.as_bytes());
                                         overlay.insert(key.clone(), None);
-                                        Event { revision, idx, kind: EventKind::Delete, key, value: prev, prev: None }
+                                        Event {
+                                            revision,
+                                            idx,
+                                            kind: EventKind::Delete,
+                                            key,
+                                            value: prev,
+                                            prev: None,
+                                        }
                                     }
                                 };
                                 batch.put_cf(events_cf, event_key(revision, idx), to_json(&event)?);
-                                op_results.push(crate::txn::OpResult { key: event.key.clone(), value: event.value.clone() });
+                                op_results.push(crate::txn::OpResult {
+                                    key: event.key.clone(),
+                                    value: event.value.clone(),
+                                });
                                 published.push(Arc::new(event));
                             }
-                            results.push(TxnResult::Committed { revision, results: op_results });
+                            results.push(TxnResult::Committed {
+                                revision,
+                                results: op_results,
+                            });
                         }
                     }
                 }
@@ -377,28 +476,53 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { db: self.db.clone() }
+        SnapshotBuilder {
+            db: self.db.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         let data: SnapshotData = serde_json::from_slice(&bytes).map_err(read_err)?;
         let db = self.db.clone();
         let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_range_cf(cf(&db, CF_OBJECTS), [0u8].as_slice(), [0xFFu8; 4].as_slice());
-        batch.delete_range_cf(cf(&db, CF_EVENTS), event_key(0, 0), event_key(u64::MAX, u16::MAX));
+        batch.delete_range_cf(
+            cf(&db, CF_OBJECTS),
+            [0u8].as_slice(),
+            [0xFFu8; 4].as_slice(),
+        );
+        batch.delete_range_cf(
+            cf(&db, CF_EVENTS),
+            event_key(0, 0),
+            event_key(u64::MAX, u16::MAX),
+        );
         for (key, revision, value) in data.objects {
-            batch.put_cf(cf(&db, CF_OBJECTS), key.as_bytes(), Stored { revision, value }.encode());
+            batch.put_cf(
+                cf(&db, CF_OBJECTS),
+                key.as_bytes(),
+                Stored { revision, value }.encode(),
+            );
         }
         let applied = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         batch.put_cf(cf(&db, CF_SM), "applied", to_json(&meta.last_log_id)?);
-        batch.put_cf(cf(&db, CF_SM), "membership", to_json(&meta.last_membership)?);
+        batch.put_cf(
+            cf(&db, CF_SM),
+            "membership",
+            to_json(&meta.last_membership)?,
+        );
         batch.put_cf(cf(&db, CF_SM), "compacted", to_json(&applied)?);
-        let stored = StoredSnapshot { meta: meta.clone(), data: bytes };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
         batch.put_cf(cf(&db, CF_SM), "snapshot", to_json(&stored)?);
         db.write_opt(batch, &sync_opts()).map_err(write_err)?;
         self.compacted = applied;
@@ -409,7 +533,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let stored: Option<StoredSnapshot> = get_json(&self.db, CF_SM, "snapshot")?;
-        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }
 
@@ -440,22 +567,38 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         for kv in db.iterator_cf_opt(cf(&db, CF_OBJECTS), ro, IteratorMode::Start) {
             let (k, v) = kv.map_err(read_err)?;
             let key = String::from_utf8(k.to_vec()).map_err(read_err)?;
-            let s = Stored::decode(&v).ok_or_else(|| read_err(format!("stored value of {key} is corrupt")))?;
+            let s = Stored::decode(&v)
+                .ok_or_else(|| read_err(format!("stored value of {key} is corrupt")))?;
             objects.push((key, s.revision, s.value));
         }
-        let data = serde_json::to_vec(&SnapshotData { applied, membership: membership.clone(), objects }).map_err(write_err)?;
+        let data = serde_json::to_vec(&SnapshotData {
+            applied,
+            membership: membership.clone(),
+            objects,
+        })
+        .map_err(write_err)?;
         let meta = SnapshotMeta {
             last_log_id: applied,
             last_membership: membership,
             snapshot_id: format!("{}-{}", applied.map(|l| l.index).unwrap_or(0), uuid_like()),
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
-        db.put_cf_opt(cf(&db, CF_SM), "snapshot", to_json(&stored)?, &sync_opts()).map_err(write_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        db.put_cf_opt(cf(&db, CF_SM), "snapshot", to_json(&stored)?, &sync_opts())
+            .map_err(write_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
 fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{nanos:x}")
 }

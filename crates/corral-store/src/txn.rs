@@ -58,12 +58,27 @@ impl std::fmt::Display for Txn {
 /// Why a transaction wrote nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Failure {
-    Exists { key: String },
-    Absent { key: String },
-    Revision { key: String, expected: u64, actual: u64 },
-    Uid { key: String, expected: String, actual: String },
+    Exists {
+        key: String,
+    },
+    Absent {
+        key: String,
+    },
+    Revision {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    Uid {
+        key: String,
+        expected: String,
+        actual: String,
+    },
     /// The stored bytes of the key are not a JSON object (never written by Corral).
-    Corrupt { key: String, message: String },
+    Corrupt {
+        key: String,
+        message: String,
+    },
 }
 
 /// What one operation did: the value now stored (put) or the value removed (delete).
@@ -76,13 +91,23 @@ pub struct OpResult {
 /// The result of applying one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnResult {
-    Committed { revision: u64, results: Vec<OpResult> },
-    Failed { revision: u64, op: usize, failure: Failure },
+    Committed {
+        revision: u64,
+        results: Vec<OpResult>,
+    },
+    Failed {
+        revision: u64,
+        op: usize,
+        failure: Failure,
+    },
 }
 
 impl Default for TxnResult {
     fn default() -> Self {
-        TxnResult::Committed { revision: 0, results: Vec::new() }
+        TxnResult::Committed {
+            revision: 0,
+            results: Vec::new(),
+        }
     }
 }
 
@@ -114,8 +139,15 @@ impl Stored {
 /// One change a transaction makes, ready to be written and published to watchers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Put { key: String, value: String, prev: Option<String> },
-    Delete { key: String, prev: String },
+    Put {
+        key: String,
+        value: String,
+        prev: Option<String>,
+    },
+    Delete {
+        key: String,
+        prev: String,
+    },
 }
 
 /// Decides a transaction against the current values (`current(key)`), writing nothing.
@@ -126,7 +158,8 @@ pub fn decide(
     revision: u64,
     mut current: impl FnMut(&str) -> Option<Stored>,
 ) -> Result<Vec<Change>, (usize, Failure)> {
-    let mut overlay: std::collections::HashMap<&str, Option<Stored>> = std::collections::HashMap::new();
+    let mut overlay: std::collections::HashMap<&str, Option<Stored>> =
+        std::collections::HashMap::new();
     let mut changes = Vec::with_capacity(txn.ops.len());
     for (i, op) in txn.ops.iter().enumerate() {
         let now = match overlay.get(op.key.as_str()) {
@@ -139,17 +172,43 @@ pub fn decide(
         match &op.action {
             Action::Put(json) => {
                 let value = with_resource_version(json, revision).map_err(|message| {
-                    (i, Failure::Corrupt { key: op.key.clone(), message })
+                    (
+                        i,
+                        Failure::Corrupt {
+                            key: op.key.clone(),
+                            message,
+                        },
+                    )
                 })?;
-                overlay.insert(&op.key, Some(Stored { revision, value: value.clone() }));
-                changes.push(Change::Put { key: op.key.clone(), value, prev: now.map(|s| s.value) });
+                overlay.insert(
+                    &op.key,
+                    Some(Stored {
+                        revision,
+                        value: value.clone(),
+                    }),
+                );
+                changes.push(Change::Put {
+                    key: op.key.clone(),
+                    value,
+                    prev: now.map(|s| s.value),
+                });
             }
             Action::Delete => match now {
                 Some(prev) => {
                     overlay.insert(&op.key, None);
-                    changes.push(Change::Delete { key: op.key.clone(), prev: prev.value });
+                    changes.push(Change::Delete {
+                        key: op.key.clone(),
+                        prev: prev.value,
+                    });
                 }
-                None => return Err((i, Failure::Absent { key: op.key.clone() })),
+                None => {
+                    return Err((
+                        i,
+                        Failure::Absent {
+                            key: op.key.clone(),
+                        },
+                    ));
+                }
             },
         }
     }
@@ -157,11 +216,15 @@ pub fn decide(
 }
 
 fn check(pre: &Pre, key: &str, now: Option<&Stored>) -> Result<(), Failure> {
-    let absent = || Failure::Absent { key: key.to_string() };
+    let absent = || Failure::Absent {
+        key: key.to_string(),
+    };
     match pre {
         Pre::Absent => match now {
             None => Ok(()),
-            Some(_) => Err(Failure::Exists { key: key.to_string() }),
+            Some(_) => Err(Failure::Exists {
+                key: key.to_string(),
+            }),
         },
         Pre::Exists => now.map(|_| ()).ok_or_else(absent),
         Pre::Revision(expected) => {
@@ -169,19 +232,31 @@ fn check(pre: &Pre, key: &str, now: Option<&Stored>) -> Result<(), Failure> {
             if now.revision == *expected {
                 Ok(())
             } else {
-                Err(Failure::Revision { key: key.to_string(), expected: *expected, actual: now.revision })
+                Err(Failure::Revision {
+                    key: key.to_string(),
+                    expected: *expected,
+                    actual: now.revision,
+                })
             }
         }
         Pre::Uid(expected) => {
             let now = now.ok_or_else(absent)?;
             let actual = serde_json::from_str::<serde_json::Value>(&now.value)
                 .ok()
-                .and_then(|v| v.pointer("/metadata/uid").and_then(|u| u.as_str()).map(str::to_string))
+                .and_then(|v| {
+                    v.pointer("/metadata/uid")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_string)
+                })
                 .unwrap_or_default();
             if &actual == expected {
                 Ok(())
             } else {
-                Err(Failure::Uid { key: key.to_string(), expected: expected.clone(), actual })
+                Err(Failure::Uid {
+                    key: key.to_string(),
+                    expected: expected.clone(),
+                    actual,
+                })
             }
         }
     }
@@ -189,11 +264,17 @@ fn check(pre: &Pre, key: &str, now: Option<&Stored>) -> Result<(), Failure> {
 
 /// Sets `metadata.resourceVersion` of a JSON object to `revision`.
 pub fn with_resource_version(json: &str, revision: u64) -> Result<String, String> {
-    let mut v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
     let obj = v.as_object_mut().ok_or("not a JSON object")?;
-    let meta = obj.entry("metadata").or_insert_with(|| serde_json::json!({}));
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| serde_json::json!({}));
     let meta = meta.as_object_mut().ok_or("metadata is not an object")?;
-    meta.insert("resourceVersion".into(), serde_json::Value::String(revision.to_string()));
+    meta.insert(
+        "resourceVersion".into(),
+        serde_json::Value::String(revision.to_string()),
+    );
     serde_json::to_string(&v).map_err(|e| e.to_string())
 }
 
@@ -202,51 +283,107 @@ mod tests {
     use super::*;
 
     fn put(key: &str, json: &str, pre: Vec<Pre>) -> Op {
-        Op { key: key.into(), pre, action: Action::Put(json.into()) }
+        Op {
+            key: key.into(),
+            pre,
+            action: Action::Put(json.into()),
+        }
     }
 
     #[test]
     fn put_sets_resource_version_to_the_revision() {
-        let txn = Txn { ops: vec![put("/a", r#"{"metadata":{"name":"a"}}"#, vec![Pre::Absent])] };
+        let txn = Txn {
+            ops: vec![put("/a", r#"{"metadata":{"name":"a"}}"#, vec![Pre::Absent])],
+        };
         let changes = decide(&txn, 42, |_| None).expect("commits");
         match &changes[0] {
-            Change::Put { value, prev: None, .. } => assert!(value.contains(r#""resourceVersion":"42""#)),
+            Change::Put {
+                value, prev: None, ..
+            } => assert!(value.contains(r#""resourceVersion":"42""#)),
             other => panic!("unexpected {other:?}"),
         }
     }
 
     #[test]
     fn stale_revision_is_a_failure_naming_both_revisions() {
-        let txn = Txn { ops: vec![put("/a", "{}", vec![Pre::Revision(3)])] };
-        let now = Stored { revision: 5, value: "{}".into() };
+        let txn = Txn {
+            ops: vec![put("/a", "{}", vec![Pre::Revision(3)])],
+        };
+        let now = Stored {
+            revision: 5,
+            value: "{}".into(),
+        };
         let err = decide(&txn, 6, |_| Some(now.clone())).expect_err("stale");
-        assert_eq!(err, (0, Failure::Revision { key: "/a".into(), expected: 3, actual: 5 }));
+        assert_eq!(
+            err,
+            (
+                0,
+                Failure::Revision {
+                    key: "/a".into(),
+                    expected: 3,
+                    actual: 5
+                }
+            )
+        );
     }
 
     #[test]
     fn creating_an_existing_key_fails_and_later_ops_see_earlier_ones() {
-        let txn = Txn { ops: vec![put("/a", "{}", vec![Pre::Absent]), put("/a", "{}", vec![Pre::Absent])] };
+        let txn = Txn {
+            ops: vec![
+                put("/a", "{}", vec![Pre::Absent]),
+                put("/a", "{}", vec![Pre::Absent]),
+            ],
+        };
         let err = decide(&txn, 1, |_| None).expect_err("second sees the first");
         assert_eq!(err, (1, Failure::Exists { key: "/a".into() }));
     }
 
     #[test]
     fn uid_precondition_compares_metadata_uid() {
-        let txn = Txn { ops: vec![Op { key: "/a".into(), pre: vec![Pre::Uid("u1".into())], action: Action::Delete }] };
-        let now = Stored { revision: 2, value: r#"{"metadata":{"uid":"u2"}}"#.into() };
+        let txn = Txn {
+            ops: vec![Op {
+                key: "/a".into(),
+                pre: vec![Pre::Uid("u1".into())],
+                action: Action::Delete,
+            }],
+        };
+        let now = Stored {
+            revision: 2,
+            value: r#"{"metadata":{"uid":"u2"}}"#.into(),
+        };
         let err = decide(&txn, 3, |_| Some(now.clone())).expect_err("uid differs");
-        assert_eq!(err.1, Failure::Uid { key: "/a".into(), expected: "u1".into(), actual: "u2".into() });
+        assert_eq!(
+            err.1,
+            Failure::Uid {
+                key: "/a".into(),
+                expected: "u1".into(),
+                actual: "u2".into()
+            }
+        );
     }
 
     #[test]
     fn deleting_a_missing_key_is_absent() {
-        let txn = Txn { ops: vec![Op { key: "/a".into(), pre: vec![], action: Action::Delete }] };
-        assert_eq!(decide(&txn, 1, |_| None).expect_err("absent").1, Failure::Absent { key: "/a".into() });
+        let txn = Txn {
+            ops: vec![Op {
+                key: "/a".into(),
+                pre: vec![],
+                action: Action::Delete,
+            }],
+        };
+        assert_eq!(
+            decide(&txn, 1, |_| None).expect_err("absent").1,
+            Failure::Absent { key: "/a".into() }
+        );
     }
 
     #[test]
     fn stored_values_round_trip_and_short_bytes_are_rejected() {
-        let s = Stored { revision: 9, value: "{}".into() };
+        let s = Stored {
+            revision: 9,
+            value: "{}".into(),
+        };
         assert_eq!(Stored::decode(&s.encode()), Some(s));
         assert_eq!(Stored::decode(&[1, 2]), None);
     }

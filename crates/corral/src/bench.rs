@@ -58,7 +58,9 @@ impl Drop for Procs {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[derive(Debug, Clone)]
@@ -74,8 +76,19 @@ struct Row {
 
 /// One kind of operation against one target, for `run_load`.
 trait Target: Clone + Send + Sync + 'static {
-    fn write(&self, step: usize, worker: usize, seq: u64, value: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
-    fn read(&self, step: usize, worker: usize, seq: u64) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn write(
+        &self,
+        step: usize,
+        worker: usize,
+        seq: u64,
+        value: &str,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn read(
+        &self,
+        step: usize,
+        worker: usize,
+        seq: u64,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
 
 #[derive(Clone)]
@@ -93,7 +106,10 @@ impl Target for CorralTarget {
 
     async fn read(&self, step: usize, worker: usize, seq: u64) -> Result<(), String> {
         let c = &self.clients[worker % self.clients.len()];
-        c.get("ConfigMap", "default", &format!("s{step}-w{worker}-{seq}")).await.map(|_| ()).map_err(|e| e.to_string())
+        c.get("ConfigMap", "default", &format!("s{step}-w{worker}-{seq}"))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -105,12 +121,18 @@ struct EtcdTarget {
 impl Target for EtcdTarget {
     async fn write(&self, step: usize, worker: usize, seq: u64, value: &str) -> Result<(), String> {
         let mut c = self.clients[worker % self.clients.len()].clone();
-        c.put(format!("/bench/s{step}-w{worker}-{seq}"), value, None).await.map(|_| ()).map_err(|e| e.to_string())
+        c.put(format!("/bench/s{step}-w{worker}-{seq}"), value, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     async fn read(&self, step: usize, worker: usize, seq: u64) -> Result<(), String> {
         let mut c = self.clients[worker % self.clients.len()].clone();
-        c.get(format!("/bench/s{step}-w{worker}-{seq}"), None).await.map(|_| ()).map_err(|e| e.to_string())
+        c.get(format!("/bench/s{step}-w{worker}-{seq}"), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -130,14 +152,16 @@ async fn run_load<T: Target>(
         let (t, stop, value) = (target.clone(), stop.clone(), value.clone());
         let limit = written.get(w).copied().unwrap_or(0);
         tasks.spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds");
             let (mut seq, mut errors) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
                 let r = if op == "write" {
                     t.write(clients, w, seq, &value).await
                 } else {
-                    t.read(clients, w, if limit == 0 { 0 } else { seq % limit }).await
+                    t.read(clients, w, if limit == 0 { 0 } else { seq % limit })
+                        .await
                 };
                 match r {
                     Ok(()) => {
@@ -158,7 +182,8 @@ async fn run_load<T: Target>(
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut all =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let mut errors = 0;
     let mut per_worker = vec![0; clients];
     while let Some(r) = tasks.join_next().await {
@@ -183,8 +208,14 @@ async fn run_load<T: Target>(
 
 async fn start_corral(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<String>> {
     let exe = std::env::current_exe().context("locating the corral binary")?;
-    let peers: Vec<(u64, u16)> = (1..=3).map(|i| Ok((i, free_port()?))).collect::<anyhow::Result<_>>()?;
-    let peers_flag = peers.iter().map(|(i, p)| format!("{i}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let peers: Vec<(u64, u16)> = (1..=3)
+        .map(|i| Ok((i, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let peers_flag = peers
+        .iter()
+        .map(|(i, p)| format!("{i}=127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut apis = Vec::new();
     for (id, peer) in &peers {
         let api = format!("127.0.0.1:{}", free_port()?);
@@ -194,7 +225,14 @@ async fn start_corral(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<Strin
             Command::new(&exe)
                 .args(["server", "--id", &id.to_string(), "--data-dir"])
                 .arg(dir.join(format!("corral-{id}")))
-                .args(["--listen", &api, "--peer-listen", &format!("127.0.0.1:{peer}"), "--http", &http])
+                .args([
+                    "--listen",
+                    &api,
+                    "--peer-listen",
+                    &format!("127.0.0.1:{peer}"),
+                    "--http",
+                    &http,
+                ])
                 .args(["--peers", &peers_flag])
                 .env("CORRAL_LOG", "warn")
                 .stdout(Stdio::null())
@@ -217,9 +255,14 @@ async fn start_corral(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<Strin
 }
 
 async fn start_etcd(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<String>> {
-    let members: Vec<(String, u16, u16)> =
-        (1..=3).map(|i| Ok((format!("e{i}"), free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-    let initial = members.iter().map(|(n, _, p)| format!("{n}=http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let members: Vec<(String, u16, u16)> = (1..=3)
+        .map(|i| Ok((format!("e{i}"), free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let initial = members
+        .iter()
+        .map(|(n, _, p)| format!("{n}=http://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut endpoints = Vec::new();
     for (name, client, peer) in &members {
         let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
@@ -230,8 +273,22 @@ async fn start_etcd(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<String>
                 .args(["--name", name, "--data-dir"])
                 .arg(dir.join(name))
                 .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-                .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-                .args(["--initial-cluster", &initial, "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "error"])
+                .args([
+                    "--listen-peer-urls",
+                    &p,
+                    "--initial-advertise-peer-urls",
+                    &p,
+                ])
+                .args([
+                    "--initial-cluster",
+                    &initial,
+                    "--initial-cluster-state",
+                    "new",
+                    "--logger",
+                    "zap",
+                    "--log-level",
+                    "error",
+                ])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -279,14 +336,21 @@ async fn store(b: StoreBench) -> anyhow::Result<()> {
         let clients: Vec<Client> = (0..CONNECTIONS)
             .map(|i| Client::connect(&[apis[i % apis.len()].clone()]))
             .collect::<Result<_, _>>()?;
-        let t = CorralTarget { clients: Arc::new(clients) };
+        let t = CorralTarget {
+            clients: Arc::new(clients),
+        };
         for &n in &b.clients {
             eprintln!("corral: {n} clients writing for {duration:?}");
-            let (w, written) = run_load(&t, "corral", "write", n, duration, value.clone(), &[]).await;
+            let (w, written) =
+                run_load(&t, "corral", "write", n, duration, value.clone(), &[]).await;
             rows.push(w);
             eprintln!("corral: {n} clients reading for {duration:?}");
             // Keys are named by step, worker and sequence, so each worker reads back its own.
-            rows.push(run_load(&t, "corral", "read", n, duration, value.clone(), &written).await.0);
+            rows.push(
+                run_load(&t, "corral", "read", n, duration, value.clone(), &written)
+                    .await
+                    .0,
+            );
         }
         drop(procs);
     }
@@ -295,15 +359,25 @@ async fn store(b: StoreBench) -> anyhow::Result<()> {
         let endpoints = start_etcd(&dir, &mut procs).await?;
         let mut kvs = Vec::new();
         for i in 0..CONNECTIONS {
-            kvs.push(etcd_client::Client::connect([endpoints[i % endpoints.len()].clone()], None).await?.kv_client());
+            kvs.push(
+                etcd_client::Client::connect([endpoints[i % endpoints.len()].clone()], None)
+                    .await?
+                    .kv_client(),
+            );
         }
-        let t = EtcdTarget { clients: Arc::new(kvs) };
+        let t = EtcdTarget {
+            clients: Arc::new(kvs),
+        };
         for &n in &b.clients {
             eprintln!("etcd: {n} clients writing for {duration:?}");
             let (w, written) = run_load(&t, "etcd", "write", n, duration, value.clone(), &[]).await;
             rows.push(w);
             eprintln!("etcd: {n} clients reading for {duration:?}");
-            rows.push(run_load(&t, "etcd", "read", n, duration, value.clone(), &written).await.0);
+            rows.push(
+                run_load(&t, "etcd", "read", n, duration, value.clone(), &written)
+                    .await
+                    .0,
+            );
         }
         drop(procs);
     }
@@ -316,14 +390,21 @@ fn print_table(rows: &[Row], b: &StoreBench) {
         "\nstore benchmark: 3 servers each, loopback, {}-byte values, {} s per step (writes: creates of distinct keys; reads: linearizable gets)\n",
         b.value_size, b.duration
     );
-    println!("| target | op | clients | ops/s | p50 | p99 | errors | ops/s vs etcd | p99 vs etcd |");
+    println!(
+        "| target | op | clients | ops/s | p50 | p99 | errors | ops/s vs etcd | p99 vs etcd |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
-        let peer = rows.iter().find(|o| o.target == "etcd" && o.op == r.op && o.clients == r.clients);
+        let peer = rows
+            .iter()
+            .find(|o| o.target == "etcd" && o.op == r.op && o.clients == r.clients);
         let (ratio, p99_ratio) = match (r.target, peer) {
             ("corral", Some(e)) if e.ops_per_sec > 0.0 => (
                 format!("{:.2}×", r.ops_per_sec / e.ops_per_sec),
-                format!("{:.2}×", r.p99.as_secs_f64() / e.p99.as_secs_f64().max(1e-9)),
+                format!(
+                    "{:.2}×",
+                    r.p99.as_secs_f64() / e.p99.as_secs_f64().max(1e-9)
+                ),
             ),
             _ => ("".into(), "".into()),
         };

@@ -7,7 +7,11 @@ mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "corral", version, about = "Corral: a Kubernetes-style container orchestrator")]
+#[command(
+    name = "corral",
+    version,
+    about = "Corral: a Kubernetes-style container orchestrator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +37,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Server(a) => server::run_server(a).await,

@@ -79,7 +79,10 @@ pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
         let Some((id, addr)) = part.split_once('=') else {
             bail!("--peers entry {part:?} is not ID=HOST:PORT");
         };
-        let id: u64 = id.trim().parse().with_context(|| format!("--peers entry {part:?}: {id:?} is not a number"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers entry {part:?}: {id:?} is not a number"))?;
         if id == 0 {
             bail!("--peers entry {part:?}: ids start at 1");
         }
@@ -110,9 +113,19 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     cfg.election_max_ms = a.election_max_ms;
     cfg.snapshot_every = a.snapshot_every;
     cfg.keep_logs = a.keep_logs;
-    cfg.history = HistoryConfig { keep_revisions: a.watch_history };
+    cfg.history = HistoryConfig {
+        keep_revisions: a.watch_history,
+    };
     let shutdown = CancellationToken::new();
-    let node = start(cfg, a.listen, a.peer_listen, a.http, a.leader_probe, shutdown.clone()).await?;
+    let node = start(
+        cfg,
+        a.listen,
+        a.peer_listen,
+        a.http,
+        a.leader_probe,
+        shutdown.clone(),
+    )
+    .await?;
     println!(
         "corral server {} listening: api {} | raft {} | http {}",
         a.id, node.api, node.peer, node.http
@@ -128,7 +141,15 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     peers.insert(1, a.peer_listen.to_string());
     let cfg = StoreConfig::new(1, a.data_dir.clone(), a.peer_listen.to_string(), peers);
     let shutdown = CancellationToken::new();
-    let node = start(cfg, a.listen, a.peer_listen, a.http, false, shutdown.clone()).await?;
+    let node = start(
+        cfg,
+        a.listen,
+        a.peer_listen,
+        a.http,
+        false,
+        shutdown.clone(),
+    )
+    .await?;
     println!("corral up: one node, data in {}", a.data_dir.display());
     println!("  api (corralctl --server) {}", node.api);
     println!("  raft                     {}", node.peer);
@@ -165,13 +186,17 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub async fn stop(mut self) {
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await {}
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await
+        {}
         self.store.shutdown().await;
     }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({what})"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))
 }
 
 pub async fn start(
@@ -187,7 +212,11 @@ pub async fn start(
     let peer_l = bind(peer_listen, "--peer-listen").await?;
     let api_l = bind(listen, "--listen").await?;
     let http_l = bind(http, "--http").await?;
-    let (api, peer, http) = (api_l.local_addr()?, peer_l.local_addr()?, http_l.local_addr()?);
+    let (api, peer, http) = (
+        api_l.local_addr()?,
+        peer_l.local_addr()?,
+        http_l.local_addr()?,
+    );
     let mut tasks = tokio::task::JoinSet::new();
     let raft_shutdown = shutdown.clone();
     let store = Store::open(cfg).await.context("opening the store")?;
@@ -223,18 +252,32 @@ pub async fn start(
     let objects = Objects::new(store.clone());
     {
         let objects = objects.clone();
-        host.register("bootstrap-namespaces", component(move |t| corral_apiserver::bootstrap::ensure_namespaces(objects.clone(), t)));
+        host.register(
+            "bootstrap-namespaces",
+            component(move |t| corral_apiserver::bootstrap::ensure_namespaces(objects.clone(), t)),
+        );
     }
     if leader_probe {
         let (objects, metrics) = (objects.clone(), metrics.clone());
-        host.register("leader-probe", component(move |t| leader_probe_loop(id, objects.clone(), metrics.clone(), t)));
+        host.register(
+            "leader-probe",
+            component(move |t| leader_probe_loop(id, objects.clone(), metrics.clone(), t)),
+        );
     }
     let host_shutdown = shutdown.clone();
     tasks.spawn(host.run(host_shutdown));
-    Ok(RunningServer { api, peer, http, store, tasks })
+    Ok(RunningServer {
+        api,
+        peer,
+        http,
+        store,
+        tasks,
+    })
 }
 
-fn tokio_stream_listener(l: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn tokio_stream_listener(
+    l: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     futures::stream::unfold(l, |l| async move {
         let r = l.accept().await.map(|(s, _)| {
             let _ = s.set_nodelay(true);
@@ -246,10 +289,17 @@ fn tokio_stream_listener(l: TcpListener) -> impl futures::Stream<Item = std::io:
 
 /// A leader-run component for tests: while it runs, the metric
 /// `corral_leader_component_running{component="leader-probe"}` is 1 on this server.
-async fn leader_probe_loop(id: u64, objects: Objects, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+async fn leader_probe_loop(
+    id: u64,
+    objects: Objects,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let gauge = metrics
         .leader_components
-        .get_or_create(&corral_apiserver::metrics::ComponentLabels { component: "leader-probe".into() })
+        .get_or_create(&corral_apiserver::metrics::ComponentLabels {
+            component: "leader-probe".into(),
+        })
         .clone();
     gauge.set(1);
     let _ = &objects;
