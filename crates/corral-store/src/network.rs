@@ -53,7 +53,10 @@ impl Peers {
 
 pub fn encode<T: Serialize>(v: &T) -> Result<RaftMessage, tonic::Status> {
     serde_json::to_vec(v)
-        .map(|data| RaftMessage { data })
+        .map(|data| RaftMessage {
+            data,
+            payload: Vec::new(),
+        })
         .map_err(|e| tonic::Status::internal(format!("encoding a Raft message: {e}")))
 }
 
@@ -99,6 +102,7 @@ impl PeerConn {
         &mut self,
         which: &'static str,
         req: &Req,
+        payload: Vec<u8>,
         option: &RPCOption,
     ) -> Result<Resp, RpcErr<E>>
     where
@@ -109,9 +113,10 @@ impl PeerConn {
         let client = self.client.as_mut().map_err(|e| {
             RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))
         })?;
-        let msg = encode(req).map_err(|s| {
+        let mut msg = encode(req).map_err(|s| {
             RPCError::Network(NetworkError::new(&std::io::Error::other(s.to_string())))
         })?;
+        msg.payload = payload;
         let mut request = tonic::Request::new(msg);
         request.set_timeout(option.hard_ttl());
         let resp = match which {
@@ -133,7 +138,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        self.call("append", &rpc, &option).await
+        self.call("append", &rpc, Vec::new(), &option).await
     }
 
     async fn install_snapshot(
@@ -141,7 +146,9 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.call("snapshot", &rpc, &option).await
+        let mut rpc = rpc;
+        let chunk = std::mem::take(&mut rpc.data);
+        self.call("snapshot", &rpc, chunk, &option).await
     }
 
     async fn vote(
@@ -149,7 +156,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        self.call("vote", &rpc, &option).await
+        self.call("vote", &rpc, Vec::new(), &option).await
     }
 
     /// Retry an unreachable peer every 100 ms (openraft's default waits 500 ms), so a restarted
@@ -221,7 +228,8 @@ impl corral_proto::v1::raft_server::Raft for RaftService {
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        rpc.data = req.into_inner().payload;
         let res = self.store.raft().install_snapshot(rpc).await;
         encode(&res).map(tonic::Response::new)
     }

@@ -296,10 +296,16 @@ struct SnapshotData {
     objects: Vec<(String, u64, String)>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+/// The current snapshot is kept as its JSON meta and its raw bytes, under two keys.
+fn put_snapshot(
+    db: &DB,
+    batch: &mut rocksdb::WriteBatch,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<(), StorageError> {
+    batch.put_cf(cf(db, CF_SM), "snapshot_meta", to_json(meta)?);
+    batch.put_cf(cf(db, CF_SM), "snapshot_data", data);
+    Ok(())
 }
 
 impl StateMachine {
@@ -519,11 +525,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             to_json(&meta.last_membership)?,
         );
         batch.put_cf(cf(&db, CF_SM), "compacted", to_json(&applied)?);
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: bytes,
-        };
-        batch.put_cf(cf(&db, CF_SM), "snapshot", to_json(&stored)?);
+        put_snapshot(&db, &mut batch, meta, &bytes)?;
         db.write_opt(batch, &sync_opts()).map_err(write_err)?;
         self.compacted = applied;
         let _ = self.events.send(WatchMsg::Reset);
@@ -532,10 +534,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let stored: Option<StoredSnapshot> = get_json(&self.db, CF_SM, "snapshot")?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        let Some(meta) = get_json::<SnapshotMeta>(&self.db, CF_SM, "snapshot_meta")? else {
+            return Ok(None);
+        };
+        let data = self
+            .db
+            .get_cf(cf(&self.db, CF_SM), "snapshot_data")
+            .map_err(read_err)?
+            .unwrap_or_default();
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
@@ -582,12 +591,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: membership,
             snapshot_id: format!("{}-{}", applied.map(|l| l.index).unwrap_or(0), uuid_like()),
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
-        db.put_cf_opt(cf(&db, CF_SM), "snapshot", to_json(&stored)?, &sync_opts())
-            .map_err(write_err)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        put_snapshot(&db, &mut batch, &meta, &data)?;
+        db.write_opt(batch, &sync_opts()).map_err(write_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

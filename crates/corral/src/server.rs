@@ -225,7 +225,7 @@ pub async fn start(
         let r = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc)
-            .serve_with_incoming_shutdown(tokio_stream_listener(peer_l), raft_shutdown.cancelled())
+            .serve_with_incoming_shutdown(corral_apiserver::incoming(peer_l), raft_shutdown.cancelled())
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "raft gRPC server stopped");
@@ -272,18 +272,6 @@ pub async fn start(
         http,
         store,
         tasks,
-    })
-}
-
-fn tokio_stream_listener(
-    l: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(l, |l| async move {
-        let r = l.accept().await.map(|(s, _)| {
-            let _ = s.set_nodelay(true);
-            s
-        });
-        Some((r, l))
     })
 }
 
