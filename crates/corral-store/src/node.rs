@@ -397,7 +397,13 @@ impl Store {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                ReadIndex::Failed(e) => return Err(self.no_leader(e)),
+                // The leader could not hear from a quorum in time (a loaded cluster): ask again.
+                ReadIndex::Failed(e) => {
+                    if Instant::now() >= deadline {
+                        return Err(self.no_leader(e));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
         }
     }
