@@ -65,10 +65,7 @@ pub async fn serve_grpc(
         .add_service(ClusterServer::new(cluster))
         .add_service(health_service)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(
-            incoming(listener),
-            shutdown.cancelled(),
-        )
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled())
         .await
 }
 

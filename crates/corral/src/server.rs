@@ -225,7 +225,10 @@ pub async fn start(
         let r = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc)
-            .serve_with_incoming_shutdown(corral_apiserver::incoming(peer_l), raft_shutdown.cancelled())
+            .serve_with_incoming_shutdown(
+                corral_apiserver::incoming(peer_l),
+                raft_shutdown.cancelled(),
+            )
             .await;
         if let Err(e) = r {
             tracing::error!(error = %e, "raft gRPC server stopped");
