@@ -278,19 +278,30 @@ pub fn config_map(ns: &str, name: &str, value: &str) -> serde_json::Value {
     })
 }
 
-/// Reads a server's `/metrics` and returns the value of the sample whose line starts with `name`.
-pub async fn metric(http: &str, name: &str) -> Result<f64, String> {
+/// A plain HTTP/1.0 GET: the status code and the whole response.
+pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(http)
+    let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
         .map_err(|e| e.to_string())?;
     let mut body = String::new();
     s.read_to_string(&mut body)
         .await
         .map_err(|e| e.to_string())?;
+    let code = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line in {body:?}"))?;
+    Ok((code, body))
+}
+
+/// Reads a server's `/metrics` and returns the value of the sample whose line starts with `name`.
+pub async fn metric(http: &str, name: &str) -> Result<f64, String> {
+    let (_, body) = http_get(http, "/metrics").await?;
     body.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())

@@ -388,30 +388,8 @@ impl Objects {
                 validation::check_size(text.len())?;
                 Action::Put(text)
             };
-            let txn = Txn {
-                ops: vec![Op {
-                    key: key.storage_key(),
-                    pre: vec![Pre::Revision(rev)],
-                    action,
-                }],
-            };
-            match self.commit(txn).await? {
-                TxnResult::Committed { results, .. } => return first_value(results),
-                TxnResult::Failed {
-                    failure: Failure::Revision { actual, .. },
-                    ..
-                } => {
-                    if let Some(w) = wanted_rv {
-                        return Err(conflict(key, w, actual));
-                    }
-                }
-                TxnResult::Failed {
-                    failure: Failure::Absent { .. },
-                    ..
-                } => return Err(not_found(key)),
-                TxnResult::Failed { failure, .. } => {
-                    return Err(ApiError::internal(format!("{failure:?}")));
-                }
+            if let Some(v) = self.write_at(key, rev, action, wanted_rv).await? {
+                return Ok(v);
             }
         }
         Err(ApiError::Conflict {
@@ -421,6 +399,39 @@ impl Objects {
             expected: "a stable object".into(),
             actual: format!("changed {MAX_RETRIES} times while the update was admitted"),
         })
+    }
+
+    /// Writes `action` to `key` if it is still at revision `rev`. `Ok(None)`: another write came
+    /// first and the caller named no resourceVersion, so it should read again and retry.
+    async fn write_at(
+        &self,
+        key: &ObjectKey,
+        rev: u64,
+        action: Action,
+        wanted_rv: Option<u64>,
+    ) -> Result<Option<Value>, ApiError> {
+        let txn = Txn {
+            ops: vec![Op {
+                key: key.storage_key(),
+                pre: vec![Pre::Revision(rev)],
+                action,
+            }],
+        };
+        match self.commit(txn).await? {
+            TxnResult::Committed { results, .. } => first_value(results).map(Some),
+            TxnResult::Failed {
+                failure: Failure::Revision { actual, .. },
+                ..
+            } => match wanted_rv {
+                Some(w) => Err(conflict(key, w, actual)),
+                None => Ok(None),
+            },
+            TxnResult::Failed {
+                failure: Failure::Absent { .. },
+                ..
+            } => Err(not_found(key)),
+            TxnResult::Failed { failure, .. } => Err(ApiError::internal(format!("{failure:?}"))),
+        }
     }
 
     pub async fn delete(
@@ -498,30 +509,11 @@ impl Objects {
                 }
                 Action::Put(serde_json::to_string(&next).map_err(ApiError::internal)?)
             };
-            let txn = Txn {
-                ops: vec![Op {
-                    key: key.storage_key(),
-                    pre: vec![Pre::Revision(rev)],
-                    action,
-                }],
-            };
-            match self.commit(txn).await? {
-                TxnResult::Committed { results, .. } => return first_value(results),
-                TxnResult::Failed {
-                    failure: Failure::Revision { actual, .. },
-                    ..
-                } => {
-                    if let Some(w) = opts.resource_version {
-                        return Err(conflict(&key, w, actual));
-                    }
-                }
-                TxnResult::Failed {
-                    failure: Failure::Absent { .. },
-                    ..
-                } => return Err(not_found(&key)),
-                TxnResult::Failed { failure, .. } => {
-                    return Err(ApiError::internal(format!("{failure:?}")));
-                }
+            if let Some(v) = self
+                .write_at(&key, rev, action, opts.resource_version)
+                .await?
+            {
+                return Ok(v);
             }
         }
         Err(ApiError::unavailable(

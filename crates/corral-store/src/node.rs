@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use corral_proto::v1::raft_client::RaftClient;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
+use tonic::transport::Channel;
 
 use crate::db;
 use crate::log_store::LogStore;
@@ -267,6 +269,14 @@ impl Store {
         }
     }
 
+    /// A gRPC client to the peer port of `leader`.
+    fn leader_client(&self, leader: NodeId) -> Result<RaftClient<Channel>, StoreError> {
+        let addr = self
+            .addr_of(leader)
+            .ok_or_else(|| self.no_leader(format!("the address of leader {leader} is unknown")))?;
+        self.inner.peers.client(&addr).map_err(StoreError::Storage)
+    }
+
     fn no_leader(&self, message: impl Into<String>) -> StoreError {
         StoreError::NoLeader {
             message: message.into(),
@@ -364,14 +374,7 @@ impl Store {
             let answer = if leader == self.inner.id {
                 self.read_index_as_leader().await
             } else {
-                let Some(addr) = self.addr_of(leader) else {
-                    return Err(self.no_leader("leader address unknown"));
-                };
-                let mut client = self
-                    .inner
-                    .peers
-                    .client(&addr)
-                    .map_err(StoreError::Storage)?;
+                let mut client = self.leader_client(leader)?;
                 match client
                     .read_index(corral_proto::v1::RaftMessage::default())
                     .await
@@ -464,14 +467,7 @@ impl Store {
             let res = if leader == self.inner.id {
                 self.change_membership_as_leader(change.clone()).await
             } else {
-                let Some(addr) = self.addr_of(leader) else {
-                    return Err(self.no_leader("leader address unknown"));
-                };
-                let mut client = self
-                    .inner
-                    .peers
-                    .client(&addr)
-                    .map_err(StoreError::Storage)?;
+                let mut client = self.leader_client(leader)?;
                 let msg =
                     encode(&change).map_err(|s| StoreError::Storage(s.message().to_string()))?;
                 match client.change_membership(msg).await {
