@@ -7,12 +7,15 @@
 //! - [`error`]: [`ApiError`], the one error every API call answers with.
 //! - [`kinds`]: the registry of supported kinds, and resolving what a CLI user types.
 //! - [`object`]: object and storage keys, metadata accessors, manifest parsing, YAML output.
+//! - [`admission`]: what create-time admission adds to a pod (default tolerations, the
+//!   service-account token volume).
 //! - [`defaults`]: filling in what Kubernetes would fill in.
 //! - [`validation`]: every problem with an object, and what may not change on update.
 //! - [`selector`]: label and field selectors.
 //! - [`quantity`]: resource quantities (`500m`, `1Gi`) as exact integers.
 //! - [`meta`]: admission helpers: timestamps, uids, `generateName`, spec-change detection.
 
+pub mod admission;
 pub mod defaults;
 pub mod error;
 pub mod kinds;

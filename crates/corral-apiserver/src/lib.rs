@@ -9,10 +9,12 @@
 //! - `service`: the gRPC `Api` and `Cluster` services.
 //! - `status`: the one mapping from errors to gRPC statuses.
 //! - `metrics`, `http`: Prometheus metrics and `/healthz`, `/readyz`, `/metrics`.
+//! - `logs`: container logs, proxied from the agent of the pod's node.
 //! - `bootstrap`: the namespaces every cluster has, created by the leader.
 
 pub mod bootstrap;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 pub mod objects;
 pub mod service;

@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 
 use crate::status::from_store;
 
+mod bind;
+pub use bind::MAX_BINDINGS;
+
 /// How many times a write that named no resourceVersion is re-admitted after losing a race.
 const MAX_RETRIES: usize = 16;
 
@@ -195,6 +198,7 @@ impl Objects {
         let kind = str_at(&obj, "/kind");
         let info = kind_of(&kind)?;
         defaults::apply_defaults(&mut obj);
+        corral_api::admission::admit_new_pod(&mut obj);
         let name = str_at(&obj, "/metadata/name");
         let generate = str_at(&obj, "/metadata/generateName");
         if name.is_empty() && !generate.is_empty() {
@@ -223,6 +227,7 @@ impl Objects {
         let text = serde_json::to_string(&obj).map_err(ApiError::internal)?;
         validation::check_size(text.len())?;
         let txn = Txn {
+            independent: false,
             ops: vec![Op {
                 key: key.storage_key(),
                 pre: vec![Pre::Absent],
@@ -240,6 +245,7 @@ impl Objects {
                 name: key.name.clone(),
             }),
             TxnResult::Failed { failure, .. } => Err(ApiError::internal(format!("{failure:?}"))),
+            TxnResult::Each { .. } => Err(ApiError::internal("a single write came back as a batch")),
         }
     }
 
@@ -411,6 +417,7 @@ impl Objects {
         wanted_rv: Option<u64>,
     ) -> Result<Option<Value>, ApiError> {
         let txn = Txn {
+            independent: false,
             ops: vec![Op {
                 key: key.storage_key(),
                 pre: vec![Pre::Revision(rev)],
@@ -431,6 +438,7 @@ impl Objects {
                 ..
             } => Err(not_found(key)),
             TxnResult::Failed { failure, .. } => Err(ApiError::internal(format!("{failure:?}"))),
+            TxnResult::Each { .. } => Err(ApiError::internal("a single write came back as a batch")),
         }
     }
 

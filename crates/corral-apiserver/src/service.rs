@@ -189,6 +189,20 @@ impl Api for ApiService {
         self.finish("Delete", start, r)
     }
 
+    async fn bind(&self, req: Request<BindRequest>) -> Result<Response<BindResponse>, Status> {
+        let start = Instant::now();
+        let r = self.objects.bind(&req.get_ref().bindings).await;
+        self.finish("Bind", start, r)
+    }
+
+    type LogsStream = crate::logs::LogsStream;
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let start = Instant::now();
+        let r = crate::logs::open(&self.objects, req.into_inner()).await;
+        self.finish("Logs", start, r)
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(

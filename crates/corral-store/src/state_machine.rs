@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 use crate::db::{
     CF_EVENTS, CF_OBJECTS, CF_SM, cf, get_json, read_err, sync_opts, to_json, write_err,
 };
-use crate::txn::{Change, Stored, TxnResult, decide};
+use crate::txn::{Change, Stored, TxnResult, decide, decide_each};
 use crate::typ::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -395,7 +395,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Normal(txn) => {
                     let mut read_err_seen = None;
-                    let decided = decide(&txn, revision, |key| match overlay.get(key) {
+                    let current = |key: &str| match overlay.get(key) {
                         Some(v) => v.clone(),
                         None => match self.reader.get(key) {
                             Ok(v) => v,
@@ -404,7 +404,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 None
                             }
                         },
-                    });
+                    };
+                    let decided = if txn.independent {
+                        Ok(decide_each(&txn, revision, current))
+                    } else {
+                        decide(&txn, revision, current)
+                            .map(|changes| changes.into_iter().map(Ok).collect())
+                    };
                     if let Some(e) = read_err_seen {
                         return Err(e);
                     }
@@ -414,12 +420,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             op,
                             failure,
                         }),
-                        Ok(changes) => {
-                            let mut op_results = Vec::with_capacity(changes.len());
-                            for (idx, change) in changes.into_iter().enumerate() {
-                                let idx = u16::try_from(idx).map_err(|_| {
-                                    write_err("a transaction has over 65535 operations")
-                                })?;
+                        Ok(outcomes) => {
+                            let mut op_results = Vec::with_capacity(outcomes.len());
+                            let mut idx: u16 = 0;
+                            for outcome in outcomes {
+                                let change = match outcome {
+                                    Ok(change) => change,
+                                    Err(failure) => {
+                                        op_results.push(Err(failure));
+                                        continue;
+                                    }
+                                };
                                 let event = match change {
                                     Change::Put { key, value, prev } => {
                                         let stored = Stored {
@@ -451,16 +462,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                     }
                                 };
                                 batch.put_cf(events_cf, event_key(revision, idx), to_json(&event)?);
-                                op_results.push(crate::txn::OpResult {
+                                idx = idx.checked_add(1).ok_or_else(|| {
+                                    write_err("a transaction has over 65535 operations")
+                                })?;
+                                op_results.push(Ok(crate::txn::OpResult {
                                     key: event.key.clone(),
                                     value: event.value.clone(),
-                                });
+                                }));
                                 published.push(Arc::new(event));
                             }
-                            results.push(TxnResult::Committed {
-                                revision,
-                                results: op_results,
-                            });
+                            if txn.independent {
+                                results.push(TxnResult::Each {
+                                    revision,
+                                    results: op_results,
+                                });
+                            } else {
+                                results.push(TxnResult::Committed {
+                                    revision,
+                                    results: op_results.into_iter().flatten().collect(),
+                                });
+                            }
                         }
                     }
                 }

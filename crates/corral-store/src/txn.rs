@@ -39,6 +39,29 @@ pub struct Op {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Txn {
     pub ops: Vec<Op>,
+    /// Each operation stands alone: its preconditions gate only itself, and the result is
+    /// [`TxnResult::Each`]. Many independent writes (a batch of pod bindings) then cost one
+    /// Raft entry instead of one each.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub independent: bool,
+}
+
+impl Txn {
+    /// An all-or-nothing transaction.
+    pub fn all(ops: Vec<Op>) -> Txn {
+        Txn {
+            ops,
+            independent: false,
+        }
+    }
+
+    /// A batch of independent operations.
+    pub fn each(ops: Vec<Op>) -> Txn {
+        Txn {
+            ops,
+            independent: true,
+        }
+    }
 }
 
 impl std::fmt::Display for Txn {
@@ -99,6 +122,11 @@ pub enum TxnResult {
         revision: u64,
         op: usize,
         failure: Failure,
+    },
+    /// The outcome of each operation of an independent transaction, in order.
+    Each {
+        revision: u64,
+        results: Vec<Result<OpResult, Failure>>,
     },
 }
 
@@ -166,53 +194,78 @@ pub fn decide(
             Some(v) => v.clone(),
             None => current(&op.key),
         };
-        for pre in &op.pre {
-            check(pre, &op.key, now.as_ref()).map_err(|f| (i, f))?;
-        }
-        match &op.action {
-            Action::Put(json) => {
-                let value = with_resource_version(json, revision).map_err(|message| {
-                    (
-                        i,
-                        Failure::Corrupt {
-                            key: op.key.clone(),
-                            message,
-                        },
-                    )
+        let (change, after) = decide_op(op, revision, now).map_err(|f| (i, f))?;
+        overlay.insert(&op.key, after);
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+/// Decides each operation of an independent transaction on its own: a failed one writes
+/// nothing and the others still apply (later ones see the effect of earlier successes).
+pub fn decide_each(
+    txn: &Txn,
+    revision: u64,
+    mut current: impl FnMut(&str) -> Option<Stored>,
+) -> Vec<Result<Change, Failure>> {
+    let mut overlay: std::collections::HashMap<&str, Option<Stored>> =
+        std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(txn.ops.len());
+    for op in &txn.ops {
+        let now = match overlay.get(op.key.as_str()) {
+            Some(v) => v.clone(),
+            None => current(&op.key),
+        };
+        out.push(decide_op(op, revision, now).map(|(change, after)| {
+            overlay.insert(&op.key, after);
+            change
+        }));
+    }
+    out
+}
+
+/// One operation against the key's current value: the change and the key's value after it.
+fn decide_op(
+    op: &Op,
+    revision: u64,
+    now: Option<Stored>,
+) -> Result<(Change, Option<Stored>), Failure> {
+    for pre in &op.pre {
+        check(pre, &op.key, now.as_ref())?;
+    }
+    match &op.action {
+        Action::Put(json) => {
+            let value =
+                with_resource_version(json, revision).map_err(|message| Failure::Corrupt {
+                    key: op.key.clone(),
+                    message,
                 })?;
-                overlay.insert(
-                    &op.key,
-                    Some(Stored {
-                        revision,
-                        value: value.clone(),
-                    }),
-                );
-                changes.push(Change::Put {
+            let after = Stored {
+                revision,
+                value: value.clone(),
+            };
+            Ok((
+                Change::Put {
                     key: op.key.clone(),
                     value,
                     prev: now.map(|s| s.value),
-                });
-            }
-            Action::Delete => match now {
-                Some(prev) => {
-                    overlay.insert(&op.key, None);
-                    changes.push(Change::Delete {
-                        key: op.key.clone(),
-                        prev: prev.value,
-                    });
-                }
-                None => {
-                    return Err((
-                        i,
-                        Failure::Absent {
-                            key: op.key.clone(),
-                        },
-                    ));
-                }
-            },
+                },
+                Some(after),
+            ))
         }
+        Action::Delete => match now {
+            Some(prev) => Ok((
+                Change::Delete {
+                    key: op.key.clone(),
+                    prev: prev.value,
+                },
+                None,
+            )),
+            None => Err(Failure::Absent {
+                key: op.key.clone(),
+            }),
+        },
     }
-    Ok(changes)
 }
 
 fn check(pre: &Pre, key: &str, now: Option<&Stored>) -> Result<(), Failure> {
@@ -293,6 +346,7 @@ mod tests {
     #[test]
     fn put_sets_resource_version_to_the_revision() {
         let txn = Txn {
+            independent: false,
             ops: vec![put("/a", r#"{"metadata":{"name":"a"}}"#, vec![Pre::Absent])],
         };
         let changes = decide(&txn, 42, |_| None).expect("commits");
@@ -307,6 +361,7 @@ mod tests {
     #[test]
     fn stale_revision_is_a_failure_naming_both_revisions() {
         let txn = Txn {
+            independent: false,
             ops: vec![put("/a", "{}", vec![Pre::Revision(3)])],
         };
         let now = Stored {
@@ -330,6 +385,7 @@ mod tests {
     #[test]
     fn creating_an_existing_key_fails_and_later_ops_see_earlier_ones() {
         let txn = Txn {
+            independent: false,
             ops: vec![
                 put("/a", "{}", vec![Pre::Absent]),
                 put("/a", "{}", vec![Pre::Absent]),
@@ -342,6 +398,7 @@ mod tests {
     #[test]
     fn uid_precondition_compares_metadata_uid() {
         let txn = Txn {
+            independent: false,
             ops: vec![Op {
                 key: "/a".into(),
                 pre: vec![Pre::Uid("u1".into())],
@@ -366,6 +423,7 @@ mod tests {
     #[test]
     fn deleting_a_missing_key_is_absent() {
         let txn = Txn {
+            independent: false,
             ops: vec![Op {
                 key: "/a".into(),
                 pre: vec![],

@@ -7,6 +7,7 @@ use corral_store::{Action, EventKind, Failure, Op, Pre, Store, StoreConfig, Txn,
 
 fn put(key: &str, json: &str, pre: Vec<Pre>) -> Txn {
     Txn {
+        independent: false,
         ops: vec![Op {
             key: key.into(),
             pre,
@@ -111,6 +112,7 @@ async fn a_watch_sees_history_then_live_changes_in_order() {
     }
     store
         .write(Txn {
+            independent: false,
             ops: vec![Op {
                 key: "/cm/0".into(),
                 pre: vec![Pre::Exists],

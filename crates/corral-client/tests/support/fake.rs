@@ -112,6 +112,24 @@ struct Fake(Arc<Store>);
 
 #[tonic::async_trait]
 impl Api for Fake {
+
+    async fn bind(
+        &self,
+        _req: Request<pb::BindRequest>,
+    ) -> Result<Response<pb::BindResponse>, Status> {
+        Err(Status::unimplemented("the fake server does not bind"))
+    }
+
+    type LogsStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::LogChunk, Status>> + Send + 'static>,
+    >;
+
+    async fn logs(
+        &self,
+        _req: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        Err(Status::unimplemented("the fake server keeps no logs"))
+    }
     async fn create(
         &self,
         req: Request<pb::CreateRequest>,

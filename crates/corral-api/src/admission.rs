@@ -1,0 +1,218 @@
+//! What Kubernetes' admission plugins add to a pod when it is created (never on update):
+//!
+//! - `DefaultTolerationSeconds`: tolerations of `node.kubernetes.io/not-ready:NoExecute` and
+//!   `node.kubernetes.io/unreachable:NoExecute` for 300 seconds, unless the pod has its own; so a
+//!   pod on a node that stops reporting is evicted after five minutes, and its owner replaces it.
+//! - `ServiceAccount`: `serviceAccountName: default`, and, unless `automountServiceAccountToken`
+//!   is false, a projected volume `kube-api-access-<random>` (token, `ca.crt`, namespace) mounted
+//!   read-only at `/var/run/secrets/kubernetes.io/serviceaccount` in every container.
+
+use serde_json::{Map, Value, json};
+
+use crate::meta;
+
+/// Seconds a pod tolerates a not-ready or unreachable node by default.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Where the service-account volume is mounted in every container.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+const NO_EXECUTE_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+
+/// Applies the create-time admission of a Pod (anything else is left alone).
+pub fn admit_new_pod(obj: &mut Value) {
+    if obj.get("kind").and_then(Value::as_str) != Some("Pod") {
+        return;
+    }
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    default_tolerations(spec);
+    service_account(spec);
+}
+
+fn default_tolerations(spec: &mut Map<String, Value>) {
+    let tolerations = spec
+        .entry("tolerations")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in NO_EXECUTE_TAINTS {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let tkey = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            (effect.is_empty() || effect == "NoExecute")
+                && (tkey == key || (tkey.is_empty() && op == "Exists"))
+        });
+        if !covered {
+            list.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
+        }
+    }
+}
+
+fn service_account(spec: &mut Map<String, Value>) {
+    let name = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), Value::String(name.clone()));
+    spec.insert("serviceAccount".into(), Value::String(name));
+    if spec.get("automountServiceAccountToken") == Some(&Value::Bool(false)) {
+        return;
+    }
+    let already_mounted = ["initContainers", "containers"].iter().any(|key| {
+        containers(spec, key).any(|c| {
+            c.get("volumeMounts")
+                .and_then(Value::as_array)
+                .is_some_and(|ms| {
+                    ms.iter().any(|m| {
+                        m.get("mountPath").and_then(Value::as_str)
+                            == Some(SERVICE_ACCOUNT_MOUNT_PATH)
+                    })
+                })
+        })
+    });
+    if already_mounted {
+        return;
+    }
+    let volume_name = meta::generate_name("kube-api-access-");
+    let volumes = spec
+        .entry("volumes")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Some(volumes) = volumes.as_array_mut() else {
+        return;
+    };
+    volumes.push(json!({
+        "name": volume_name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}], "optional": true}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    }));
+    for key in ["initContainers", "containers"] {
+        let Some(list) = spec.get_mut(key).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in list.iter_mut().filter_map(Value::as_object_mut) {
+            let mounts = c
+                .entry("volumeMounts")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(mounts) = mounts.as_array_mut() {
+                mounts.push(json!({
+                    "name": volume_name,
+                    "mountPath": SERVICE_ACCOUNT_MOUNT_PATH,
+                    "readOnly": true,
+                }));
+            }
+        }
+    }
+}
+
+fn containers<'a>(
+    spec: &'a Map<String, Value>,
+    key: &str,
+) -> impl Iterator<Item = &'a Map<String, Value>> {
+    spec.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(spec: Value) -> Value {
+        json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": spec})
+    }
+
+    #[test]
+    fn adds_the_two_no_execute_tolerations_once() {
+        let mut p = pod(json!({"containers": [{"name": "a", "image": "busybox"}]}));
+        admit_new_pod(&mut p);
+        let t = p["spec"]["tolerations"].as_array().expect("tolerations");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(t[1]["key"], "node.kubernetes.io/unreachable");
+        assert_eq!(t[1]["tolerationSeconds"], 300);
+        assert_eq!(t[1]["effect"], "NoExecute");
+    }
+
+    #[test]
+    fn keeps_a_pods_own_toleration() {
+        let mut p = pod(json!({
+            "containers": [{"name": "a", "image": "busybox"}],
+            "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}],
+        }));
+        admit_new_pod(&mut p);
+        let t = p["spec"]["tolerations"].as_array().expect("tolerations");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["tolerationSeconds"], 2);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+    }
+
+    #[test]
+    fn an_exists_everything_toleration_covers_both() {
+        let mut p = pod(json!({"containers": [], "tolerations": [{"operator": "Exists"}]}));
+        admit_new_pod(&mut p);
+        assert_eq!(p["spec"]["tolerations"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn mounts_the_service_account_volume_in_every_container() {
+        let mut p = pod(json!({
+            "initContainers": [{"name": "i", "image": "busybox"}],
+            "containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox"}],
+        }));
+        admit_new_pod(&mut p);
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        let vol = &p["spec"]["volumes"][0];
+        let name = vol["name"].as_str().expect("name");
+        assert!(name.starts_with("kube-api-access-"), "{name}");
+        assert_eq!(
+            vol["projected"]["sources"][0]["serviceAccountToken"]["path"],
+            "token"
+        );
+        for (key, i) in [("initContainers", 0), ("containers", 0), ("containers", 1)] {
+            let m = &p["spec"][key][i]["volumeMounts"][0];
+            assert_eq!(m["name"], name);
+            assert_eq!(m["mountPath"], SERVICE_ACCOUNT_MOUNT_PATH);
+            assert_eq!(m["readOnly"], true);
+        }
+    }
+
+    #[test]
+    fn automount_false_mounts_nothing() {
+        let mut p = pod(json!({
+            "automountServiceAccountToken": false,
+            "serviceAccountName": "builder",
+            "containers": [{"name": "a", "image": "busybox"}],
+        }));
+        admit_new_pod(&mut p);
+        assert_eq!(p["spec"]["serviceAccountName"], "builder");
+        assert!(p["spec"].get("volumes").is_none());
+        assert!(p["spec"]["containers"][0].get("volumeMounts").is_none());
+    }
+}
