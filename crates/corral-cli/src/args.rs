@@ -51,6 +51,8 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Delete objects by kind and name, by selector, or as listed in manifests.
     Delete(DeleteArgs),
+    /// Print a container's log: -f follows it, -p the previous run, --tail N the last N lines.
+    Logs(LogsArgs),
     /// Inspect and change the control plane's membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -135,6 +137,27 @@ pub struct DeleteArgs {
     /// Succeed when an object is already gone.
     #[arg(long)]
     pub ignore_not_found: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// The pod: NAME or pod/NAME.
+    pub pod: String,
+    /// The container (as -c).
+    #[arg(value_name = "CONTAINER")]
+    pub container_arg: Option<String>,
+    /// The container; may be left out when the pod has only one.
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Keep streaming the log while the container runs.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The log of the previous (terminated) run of the container.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Lines of the most recent log to show; -1 shows all.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub tail: i64,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -289,6 +312,51 @@ mod tests {
             matches!(cli.command, Command::Cluster(ClusterCommand::AddServer { id: 4, ref addr }) if addr == "10.0.0.4:7071")
         );
         assert!(parse(&["cluster", "remove-server", "x"]).is_err());
+    }
+
+    #[test]
+    fn logs_takes_a_pod_container_follow_previous_and_tail() {
+        let cli = parse(&[
+            "logs",
+            "pod/web",
+            "-c",
+            "app",
+            "-f",
+            "--previous",
+            "--tail",
+            "20",
+            "-n",
+            "prod",
+        ])
+        .expect("valid");
+        assert_eq!(cli.namespace(), "prod");
+        let Command::Logs(l) = cli.command else {
+            panic!("logs")
+        };
+        assert_eq!(
+            (l.pod.as_str(), l.container.as_deref(), l.container_arg),
+            ("pod/web", Some("app"), None)
+        );
+        assert_eq!((l.follow, l.previous, l.tail), (true, true, 20));
+
+        let cli = parse(&["logs", "web", "sidecar", "-p", "--tail=-1"]).expect("valid");
+        let Command::Logs(l) = cli.command else {
+            panic!("logs")
+        };
+        assert_eq!(l.container_arg.as_deref(), Some("sidecar"));
+        assert_eq!((l.follow, l.previous, l.tail), (false, true, -1));
+
+        let cli = parse(&["logs", "web"]).expect("valid");
+        let Command::Logs(l) = cli.command else {
+            panic!("logs")
+        };
+        assert_eq!(
+            (l.container, l.follow, l.previous, l.tail),
+            (None, false, false, -1)
+        );
+
+        assert!(parse(&["logs"]).is_err());
+        assert!(parse(&["logs", "web", "--tail", "many"]).is_err());
     }
 
     #[test]

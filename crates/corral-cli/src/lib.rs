@@ -61,6 +61,7 @@ pub async fn run(
         Command::Get(a) => commands::get::run(&mut ctx, a).await,
         Command::Describe(a) => commands::describe::run(&mut ctx, a).await,
         Command::Delete(a) => commands::delete::run(&mut ctx, a).await,
+        Command::Logs(a) => commands::logs::run(&mut ctx, a).await,
         Command::Cluster(c) => commands::cluster::run(&mut ctx, c).await,
     };
     ctx.out.flush().map_err(CliError::Output)?;

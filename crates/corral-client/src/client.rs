@@ -397,6 +397,29 @@ impl Client {
         decode_object(&resp.object)
     }
 
+    /// Binds pods to nodes in one call (one Raft entry for the whole batch). Each binding is
+    /// checked on its own (the pod's uid and, when non-zero, resourceVersion; the pod must be
+    /// unbound and not terminating); the answer holds one result per binding, in order: the
+    /// bound pod, or why that binding failed. The outer error is for the call as a whole (no
+    /// server could serve it, too many bindings).
+    ///
+    /// Like any write, a call whose answer was lost is sent again to the next server, so a
+    /// binding may report its own earlier success as a `Conflict` on `spec.nodeName`.
+    pub async fn bind(
+        &self,
+        bindings: &[pb::Binding],
+    ) -> Result<Vec<Result<Value, ApiError>>, ApiError> {
+        let req = pb::BindRequest {
+            bindings: bindings.to_vec(),
+        };
+        let resp = self
+            .unary(Target::new("Pod", "", ""), req, |mut api, req| async move {
+                api.bind(req).await
+            })
+            .await?;
+        decode_bind_results(bindings, resp.results)
+    }
+
     /// The answering server's view of the cluster: members, leader, term, commit index, applied
     /// revision.
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatus, ApiError> {
@@ -590,6 +613,38 @@ pub(crate) fn target_of(object: &Value) -> Target<'_> {
     )
 }
 
+/// One result per binding: the bound pod, or the error its JSON ErrorDetails names.
+fn decode_bind_results(
+    bindings: &[pb::Binding],
+    results: Vec<pb::BindResult>,
+) -> Result<Vec<Result<Value, ApiError>>, ApiError> {
+    if results.len() != bindings.len() {
+        return Err(ApiError::internal(format!(
+            "the server answered {} bind results for {} bindings",
+            results.len(),
+            bindings.len()
+        )));
+    }
+    Ok(results
+        .into_iter()
+        .zip(bindings)
+        .map(|(r, b)| {
+            if r.error.is_empty() {
+                decode_object(&r.object)
+            } else {
+                Err(
+                    ApiError::from_details(r.error.as_bytes()).unwrap_or_else(|| {
+                        ApiError::internal(format!(
+                            "binding pod {}/{} to {:?} failed with an unreadable error: {}",
+                            b.namespace, b.name, b.node, r.error
+                        ))
+                    }),
+                )
+            }
+        })
+        .collect())
+}
+
 pub(crate) fn decode_object(text: &str) -> Result<Value, ApiError> {
     serde_json::from_str(text).map_err(|e| {
         ApiError::internal(format!(
@@ -608,6 +663,50 @@ mod tests {
         fn sendable<T: Send + 'static>() {}
         shareable::<Client>();
         sendable::<crate::WatchStream>();
+    }
+
+    #[test]
+    fn bind_results_decode_per_binding_in_order() {
+        let binding = |name: &str| pb::Binding {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            resource_version: 0,
+            node: "n1".into(),
+        };
+        let bindings = [binding("a"), binding("b"), binding("c")];
+        let conflict = ApiError::Conflict {
+            kind: "Pod".into(),
+            name: "b".into(),
+            field: "spec.nodeName".into(),
+            expected: String::new(),
+            actual: "n2".into(),
+        };
+        let results = vec![
+            pb::BindResult {
+                error: String::new(),
+                object: r#"{"kind":"Pod","metadata":{"name":"a"},"spec":{"nodeName":"n1"}}"#.into(),
+            },
+            pb::BindResult {
+                error: String::from_utf8(conflict.to_details()).expect("JSON is UTF-8"),
+                object: String::new(),
+            },
+            pb::BindResult {
+                error: "not json".into(),
+                object: String::new(),
+            },
+        ];
+        let got = decode_bind_results(&bindings, results).expect("as many results as bindings");
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().expect("bound")["spec"]["nodeName"], "n1");
+        assert_eq!(got[1], Err(conflict));
+        assert!(
+            matches!(&got[2], Err(ApiError::Internal { message }) if message.contains("default/c") && message.contains("not json")),
+            "{:?}",
+            got[2]
+        );
+        let short = decode_bind_results(&bindings, Vec::new()).expect_err("count mismatch");
+        assert!(matches!(short, ApiError::Internal { .. }));
     }
 
     #[test]

@@ -20,8 +20,11 @@
 //! - [`mod@schedule`]: [`schedule()`], [`schedule_batch`], [`Placement`], [`Unschedulable`] and the
 //!   "0/3 nodes are available: ..." message.
 //! - [`error`]: [`InvalidField`], a bad field in a pod or node, named by path, value and rule.
+//! - [`driver`]: the leader-run scheduler ([`driver::run`]): informers, queue, batches, binds,
+//!   PodScheduled conditions and events.
 
 pub mod affinity;
+pub mod driver;
 pub mod error;
 pub mod filter;
 mod json;
@@ -34,6 +37,7 @@ pub mod snapshot;
 #[cfg(test)]
 mod testing;
 
+pub use driver::{SchedulerOptions, run};
 pub use error::InvalidField;
 pub use node::{NodeInfo, Taint};
 pub use pod::{HostPort, PodInfo, Toleration};

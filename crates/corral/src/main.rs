@@ -1,7 +1,9 @@
 //! `corral`: one binary for a control-plane server, an all-in-one single node (`up`) and the
 //! benchmarks. Thin: parse flags (each also read from a `CORRAL_...` variable), then hand over.
 
+mod agent;
 mod bench;
+mod bench_sched;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -21,14 +23,23 @@ struct Cli {
 enum Command {
     /// Run a control-plane server (a Raft member serving the API).
     Server(server::ServerArgs),
-    /// Run everything on this machine in one process: one server (later with agent and DNS).
+    /// Run the node agent: register this machine as a Node and run the pods bound to it.
+    Agent(agent::AgentArgs),
+    /// Run everything on this machine in one process: one server and one agent.
     Up(server::UpArgs),
     /// Benchmarks that print tables.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // `corral shim ...` (the process runtime's per-container supervisor) runs before clap,
+    // tracing and tokio: unshare(CLONE_NEWNS) and setns need a process with a single thread.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
+        return Ok(corral_agent::shim::main(
+            std::env::args_os().skip(2).collect(),
+        ));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -43,8 +54,10 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(a) => server::run_server(a).await,
+            Command::Agent(a) => agent::run_agent(a).await,
             Command::Up(a) => server::run_up(a).await,
             Command::Bench(b) => bench::run(b).await,
         }
-    })
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -58,7 +58,55 @@ pub struct ServerArgs {
     /// Test aid: run a leader-run probe component that records where it runs.
     #[arg(long, env = "CORRAL_LEADER_PROBE", hide = true)]
     pub leader_probe: bool,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
+
+/// The leader-run components' settings.
+#[derive(Args, Debug, Clone)]
+pub struct LeaderArgs {
+    /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle).
+    #[arg(long, env = "CORRAL_DISABLE_LEADER_COMPONENTS", value_delimiter = ',')]
+    pub disable_leader_components: Vec<String>,
+    /// Seconds without a heartbeat before a node turns Ready=Unknown (Kubernetes'
+    /// --node-monitor-grace-period).
+    #[arg(long, env = "CORRAL_NODE_GRACE_SECONDS", default_value_t = 40)]
+    pub node_grace_seconds: u64,
+    /// How often the node lifecycle controller looks at every node.
+    #[arg(long, env = "CORRAL_NODE_MONITOR_SECONDS", default_value_t = 5)]
+    pub node_monitor_seconds: u64,
+}
+
+impl Default for LeaderArgs {
+    fn default() -> Self {
+        LeaderArgs {
+            disable_leader_components: Vec::new(),
+            node_grace_seconds: 40,
+            node_monitor_seconds: 5,
+        }
+    }
+}
+
+impl LeaderArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        for c in &self.disable_leader_components {
+            if !LEADER_COMPONENTS.contains(&c.as_str()) {
+                bail!(
+                    "--disable-leader-components: {c:?} is not one of {}",
+                    LEADER_COMPONENTS.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn enabled(&self, name: &str) -> bool {
+        !self.disable_leader_components.iter().any(|c| c == name)
+    }
+}
+
+/// The leader-run components a server can run.
+pub const LEADER_COMPONENTS: [&str; 2] = ["scheduler", "node-lifecycle"];
 
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
@@ -71,6 +119,13 @@ pub struct UpArgs {
     pub peer_listen: SocketAddr,
     #[arg(long, env = "CORRAL_HTTP", default_value = "127.0.0.1:7072")]
     pub http: SocketAddr,
+    /// Where the agent's endpoint (logs) listens.
+    #[arg(long, env = "CORRAL_AGENT_LISTEN", default_value = "127.0.0.1:7073")]
+    pub agent_listen: SocketAddr,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+    #[command(flatten)]
+    pub agent: crate::agent::NodeArgs,
 }
 
 pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -116,6 +171,7 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     cfg.history = HistoryConfig {
         keep_revisions: a.watch_history,
     };
+    a.leader.check()?;
     let shutdown = CancellationToken::new();
     let node = start(
         cfg,
@@ -123,6 +179,7 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
         a.peer_listen,
         a.http,
         a.leader_probe,
+        &a.leader,
         shutdown.clone(),
     )
     .await?;
@@ -140,6 +197,7 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     let mut peers = BTreeMap::new();
     peers.insert(1, a.peer_listen.to_string());
     let cfg = StoreConfig::new(1, a.data_dir.clone(), a.peer_listen.to_string(), peers);
+    a.leader.check()?;
     let shutdown = CancellationToken::new();
     let node = start(
         cfg,
@@ -147,21 +205,43 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
         a.peer_listen,
         a.http,
         false,
+        &a.leader,
         shutdown.clone(),
     )
     .await?;
+    let api = loopback(node.api);
+    let mut agent_cfg = a
+        .agent
+        .config(a.data_dir.join("agent"), Some("127.0.0.1".parse()?))?;
+    agent_cfg.listen = a.agent_listen;
+    let agent_listen = agent_cfg.listen;
+    let node_name = agent_cfg.name.clone();
+    let client = corral_client::Client::connect(&[api.to_string()])?;
+    let runtime = crate::agent::process_runtime(&agent_cfg)?;
+    let capabilities = runtime.capabilities();
+    let agent_shutdown = shutdown.clone();
+    let agent = tokio::spawn(async move {
+        if let Err(e) = corral_agent::run(agent_cfg, client, runtime, agent_shutdown).await {
+            tracing::error!(error = %e, "the agent stopped");
+        }
+    });
     println!("corral up: one node, data in {}", a.data_dir.display());
     println!("  api (corralctl --server) {}", node.api);
     println!("  raft                     {}", node.peer);
     println!("  health and metrics       http://{}/metrics", node.http);
-    println!("try: corralctl get namespaces");
+    println!("  agent (node {node_name})  {agent_listen}, process runtime");
+    for line in capabilities {
+        println!("    {line}");
+    }
+    println!("try: corralctl get nodes");
     wait_for_signal().await;
     shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
     node.stop().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -193,6 +273,21 @@ impl RunningServer {
     }
 }
 
+/// `addr` with an unspecified IP (0.0.0.0, ::) replaced by loopback: where this machine reaches
+/// a listener bound to every address.
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -205,6 +300,7 @@ pub async fn start(
     peer_listen: SocketAddr,
     http: SocketAddr,
     leader_probe: bool,
+    leader: &LeaderArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
     let id = cfg.id;
@@ -258,6 +354,35 @@ pub async fn start(
         host.register(
             "bootstrap-namespaces",
             component(move |t| corral_apiserver::bootstrap::ensure_namespaces(objects.clone(), t)),
+        );
+    }
+    // The scheduler and controllers use the API like any client (through this server, which
+    // forwards writes to the leader, i.e. to itself while they run).
+    let client = corral_client::Client::connect(&[loopback(api).to_string()])?;
+    if leader.enabled("scheduler") {
+        let client = client.clone();
+        host.register(
+            "scheduler",
+            component(move |t| {
+                corral_scheduler::driver::run(
+                    client.clone(),
+                    corral_scheduler::driver::SchedulerOptions::default(),
+                    t,
+                )
+            }),
+        );
+    }
+    if leader.enabled("node-lifecycle") {
+        let client = client.clone();
+        let opts = corral_controllers::node_lifecycle::NodeLifecycleOptions {
+            grace_period: Duration::from_secs(leader.node_grace_seconds),
+            monitor_period: Duration::from_secs(leader.node_monitor_seconds.max(1)),
+        };
+        host.register(
+            "node-lifecycle",
+            component(move |t| {
+                corral_controllers::node_lifecycle::run(client.clone(), opts.clone(), t)
+            }),
         );
     }
     if leader_probe {

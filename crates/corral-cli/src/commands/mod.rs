@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod delete;
 pub mod describe;
 pub mod get;
+pub mod logs;
 
 use std::io::{Read, Write};
 
