@@ -684,3 +684,109 @@ async fn remove_pod_keeps_volumes() {
             .all(|c| c.pod_uid != u)
     );
 }
+
+/// `setpriv`, when the machine has it (util-linux).
+fn setpriv() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join("setpriv"))
+        .find(|p| p.is_file())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_mount_namespaces_mounts_travel_as_variables() {
+    let Some(setpriv) = setpriv() else {
+        println!("SKIPPED: no setpriv to start the shim without CAP_SYS_ADMIN");
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The shim without CAP_SYS_ADMIN: what an unprivileged agent gets.
+    let rt = ProcessRuntime::new(
+        tmp.path().to_path_buf(),
+        ShimCommand {
+            program: setpriv,
+            args: vec![
+                "--bounding-set=-sys_admin".to_string(),
+                corral_tests::bin("corral").display().to_string(),
+                "shim".to_string(),
+            ],
+        },
+    )
+    .expect("a process runtime");
+    assert!(!rt.uses_mount_namespaces());
+    let caps = rt.capabilities().join("\n");
+    assert!(caps.contains("mount namespaces: NO"), "{caps}");
+    assert!(caps.contains("CORRAL_MOUNT_"), "{caps}");
+
+    let u = uid();
+    let host = tmp.path().join("html");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    let hosts = tmp.path().join("hosts");
+    std::fs::write(&hosts, "10.1.2.3 t35-alias\n").expect("hosts");
+    let mut spec = sh(
+        &u,
+        "web",
+        0,
+        "echo \"html=$CORRAL_MOUNT_USR_SHARE_NGINX_HTML\"; echo \"hosts=$CORRAL_MOUNT_ETC_HOSTS\"; \
+         echo ready; exec sleep 1000",
+    );
+    spec.mounts = vec![Mount {
+        host_path: host.clone(),
+        container_path: PathBuf::from("/usr/share/nginx/html"),
+        read_only: true,
+    }];
+    spec.hosts_file = Some(hosts.clone());
+    let c = rt.start(&spec).await.expect("start");
+    let log = log_contains(&log_path(tmp.path(), &u, "web", 0), "ready").await;
+    assert!(log.contains(&format!("html={}", host.display())), "{log}");
+    assert!(log.contains(&format!("hosts={}", hosts.display())), "{log}");
+    let out = rt
+        .exec(
+            &c.id,
+            &[
+                "sh".to_string(),
+                "-c".to_string(),
+                "echo $CORRAL_MOUNT_USR_SHARE_NGINX_HTML".to_string(),
+            ],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.output, format!("{}\n", host.display()));
+    rt.stop(&c.id, Duration::from_secs(5)).await.expect("stop");
+    assert_eq!(
+        exited(&rt, &c.id).await,
+        (143, Some(15), "Error".to_string())
+    );
+    rt.remove_pod(&u).await.expect("remove pod");
+}
+
+/// Prints how long `start` takes (measured, not asserted: speed belongs to benchmarks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_latency_is_printed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rt = runtime(tmp.path());
+    let u = uid();
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let t = std::time::Instant::now();
+        let c = rt
+            .start(&sh(&u, "c", i, "exec sleep 1000"))
+            .await
+            .expect("start");
+        took.push(t.elapsed());
+        assert!(c.is_running(), "{c:?}");
+        rt.stop(&c.id, Duration::ZERO).await.expect("stop");
+    }
+    took.sort();
+    println!(
+        "process runtime start(): min {:?}, median {:?}, max {:?} over {} runs",
+        took[0],
+        took[took.len() / 2],
+        took[took.len() - 1],
+        took.len()
+    );
+    rt.remove_pod(&u).await.expect("remove pod");
+}

@@ -86,6 +86,19 @@ async fn expect_all(rx: &mut UnboundedReceiver<Change>, want: &[&str]) {
     assert!(missing.is_empty(), "never saw {missing:?}; saw {seen:?}");
 }
 
+/// Waits until the leader has created the built-in namespaces.
+async fn wait_ready(c: &TestCluster) {
+    let client = c.client();
+    eventually("the default namespace", T, || async {
+        client
+            .get("Namespace", "", "default")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+}
+
 fn informer(client: Client, cancel: &CancellationToken) -> Informer {
     Informer::builder(client, "ConfigMap")
         .namespace("default")
@@ -102,7 +115,7 @@ fn informer(client: Client, cancel: &CancellationToken) -> Informer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_informer_lists_watches_indexes_and_survives_its_server() {
     let mut c = TestCluster::start(3, &[]);
-    c.leader(T).await;
+    wait_ready(&c).await;
     let client = c.client();
     client
         .create(&labelled("before", "t40", "web"))
@@ -195,7 +208,7 @@ async fn an_informer_behind_the_kept_history_relists_and_reports_the_differences
             "5",
         ],
     );
-    c.leader(T).await;
+    wait_ready(&c).await;
     let all = c.client();
     for name in ["keep", "change", "drop"] {
         all.create(&labelled(name, "t40", "web"))

@@ -95,6 +95,10 @@ impl ServerProc {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        for a in &mut self.agents {
+            a.kill();
+            a.kill_containers();
+        }
         for s in &mut self.servers {
             s.kill();
         }
@@ -113,8 +117,106 @@ impl Drop for ServerProc {
 
 pub struct TestCluster {
     pub servers: Vec<ServerProc>,
+    pub agents: Vec<AgentProc>,
     pub tmp: tempfile::TempDir,
     extra: Vec<String>,
+}
+
+/// A `corral agent` child process (process runtime) with its own data directory.
+pub struct AgentProc {
+    pub name: String,
+    pub dir: PathBuf,
+    pub endpoint: String,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl AgentProc {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("agent log file");
+        let child = Command::new(bin("corral"))
+            .arg("agent")
+            .args(&self.args)
+            .env(
+                "CORRAL_LOG",
+                std::env::var("CORRAL_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning corral agent");
+        self.child = Some(child);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL the agent alone: its containers (each under its own shim) keep running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Kills every container process and shim this agent's runtime recorded (test clean-up).
+    pub fn kill_containers(&self) {
+        for (shim, pid) in self.container_pids() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &shim.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// (shim pid, container pid) of every run recorded under this agent's data directory.
+    pub fn container_pids(&self) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        let Ok(pods) = std::fs::read_dir(self.dir.join("pods")) else {
+            return out;
+        };
+        for pod in pods.flatten() {
+            let Ok(runs) = std::fs::read_dir(pod.path().join("containers")) else {
+                continue;
+            };
+            for run in runs.flatten() {
+                let Ok(text) = std::fs::read_to_string(run.path().join("pid.json")) else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                if let (Some(shim), Some(pid)) = (v["shim_pid"].as_i64(), v["pid"].as_i64()) {
+                    out.push((shim, pid));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 impl TestCluster {
@@ -135,6 +237,7 @@ impl TestCluster {
             .join(",");
         let mut c = TestCluster {
             servers: Vec::new(),
+            agents: Vec::new(),
             tmp,
             extra,
         };
@@ -240,10 +343,78 @@ impl TestCluster {
     }
 
     pub fn logs(&self) -> String {
-        self.servers
+        let servers: String = self
+            .servers
             .iter()
             .map(|s| format!("--- server {} ---\n{}", s.id, s.log()))
-            .collect()
+            .collect();
+        let agents: String = self
+            .agents
+            .iter()
+            .map(|a| format!("--- agent {} ---\n{}", a.name, a.log()))
+            .collect();
+        servers + &agents
+    }
+
+    /// Starts an agent named `name` against every server (heartbeat every second, restart
+    /// back-off 1 s doubling to 4 s, unless `extra` says otherwise); index into `agents`.
+    pub fn add_agent(&mut self, name: &str, extra: &[&str]) -> usize {
+        let dir = self.tmp.path().join(format!("agent-{name}"));
+        let endpoint = format!("127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = vec![
+            "--server".into(),
+            self.servers
+                .iter()
+                .map(|s| s.api.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+            "--name".into(),
+            name.into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            endpoint.clone(),
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--heartbeat-seconds".into(),
+            "1".into(),
+            "--backoff-initial-seconds".into(),
+            "1".into(),
+            "--backoff-max-seconds".into(),
+            "4".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut a = AgentProc {
+            name: name.into(),
+            dir,
+            endpoint,
+            child: None,
+            args,
+        };
+        a.spawn();
+        self.agents.push(a);
+        self.agents.len() - 1
+    }
+
+    /// Waits until every agent's Node is registered and Ready.
+    pub async fn nodes_ready(&self, within: Duration) {
+        let client = self.client();
+        let names: Vec<String> = self.agents.iter().map(|a| a.name.clone()).collect();
+        eventually("every agent's node Ready", within, || {
+            let client = client.clone();
+            let names = names.clone();
+            async move {
+                for n in &names {
+                    let node = client.get("Node", "", n).await.map_err(|e| e.to_string())?;
+                    let ready = condition(&node, "Ready");
+                    if ready != "True" {
+                        return Err(format!("node {n} Ready={ready}"));
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await
     }
 }
 
@@ -267,6 +438,25 @@ where
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(100));
     }
+}
+
+/// The status of condition `kind` of an object ("" when absent).
+pub fn condition(obj: &serde_json::Value, kind: &str) -> String {
+    obj.pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Parses one YAML manifest (a test's pod or config) into JSON.
+pub fn yaml(text: &str) -> serde_json::Value {
+    corral_api::object::parse_manifests(text)
+        .expect("a valid manifest")
+        .into_iter()
+        .next()
+        .expect("one object")
 }
 
 /// A ConfigMap manifest with one data entry.

@@ -250,6 +250,16 @@ impl Cgroups {
         Ok(out)
     }
 
+    /// Removes the groups of one run (also a half-created one), and the pod's group when empty.
+    pub fn remove_run(&self, pod_uid: &str, run: &str) {
+        let bases = [&self.v2, &self.v1_memory, &self.v1_cpu];
+        for base in bases.into_iter().flatten() {
+            let pod = base.join(PARENT).join(pod_uid);
+            remove_group(&pod.join(run));
+            let _ = std::fs::remove_dir(&pod);
+        }
+    }
+
     /// Removes every group of a pod (after its processes are gone).
     pub fn remove_pod(&self, pod_uid: &str) {
         let bases = [&self.v2, &self.v1_memory, &self.v1_cpu];

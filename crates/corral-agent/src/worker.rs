@@ -137,7 +137,7 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
                     &w.pod,
                     "Warning",
                     "Unhealthy",
-                    format!("{} probe failed: {}", ev.kind, ev.message),
+                    ev.message,
                 );
             }
             _ = config_changed.changed() => {}

@@ -3,6 +3,8 @@
 //! - `DefaultTolerationSeconds`: tolerations of `node.kubernetes.io/not-ready:NoExecute` and
 //!   `node.kubernetes.io/unreachable:NoExecute` for 300 seconds, unless the pod has its own; so a
 //!   pod on a node that stops reporting is evicted after five minutes, and its owner replaces it.
+//! - The pod strategy's create preparation: the status a client sent is dropped and the pod
+//!   starts as `phase: Pending`.
 //! - `ServiceAccount`: `serviceAccountName: default`, and, unless `automountServiceAccountToken`
 //!   is false, a projected volume `kube-api-access-<random>` (token, `ca.crt`, namespace) mounted
 //!   read-only at `/var/run/secrets/kubernetes.io/serviceaccount` in every container.
@@ -26,6 +28,9 @@ const NO_EXECUTE_TAINTS: [&str; 2] = [
 pub fn admit_new_pod(obj: &mut Value) {
     if obj.get("kind").and_then(Value::as_str) != Some("Pod") {
         return;
+    }
+    if let Some(root) = obj.as_object_mut() {
+        root.insert("status".into(), json!({"phase": "Pending"}));
     }
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
@@ -152,6 +157,7 @@ mod tests {
     fn adds_the_two_no_execute_tolerations_once() {
         let mut p = pod(json!({"containers": [{"name": "a", "image": "busybox"}]}));
         admit_new_pod(&mut p);
+        assert_eq!(p["status"], json!({"phase": "Pending"}));
         let t = p["spec"]["tolerations"].as_array().expect("tolerations");
         assert_eq!(t.len(), 2);
         assert_eq!(t[0]["key"], "node.kubernetes.io/not-ready");

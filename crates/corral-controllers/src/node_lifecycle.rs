@@ -31,10 +31,13 @@
 //! write is a Conflict. Times come from a [`Clock`], so every decision is a pure function of the
 //! objects and "now", tested beside the code.
 //!
-//! Heartbeats are compared with the controller's clock, not timed on arrival as Kubernetes does:
-//! a new leader then judges every node at once, without waiting out a grace period of its own,
-//! at the price of trusting that agents' and servers' clocks agree to well within the grace
-//! period (40 s by default).
+//! Heartbeat times are compared with the controller's clock (Kubernetes instead times them on
+//! arrival), which trusts agents' and servers' clocks to agree to well within the grace period
+//! (40 s by default). One thing is kept from Kubernetes' way: a new leader neither declares a
+//! node `Unknown` nor lets a toleration run out before it has watched for itself (a grace period
+//! for nodes, the toleration for pods; [`node_health_observed_since`]). So after the whole
+//! control plane was down, and no agent could heartbeat, the agents get the time to come back
+//! instead of every node being tainted and every pod evicted at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -708,7 +711,7 @@ struct Acted {
 
 /// A node after the controller's writes, with its health.
 struct NodeState {
-    node: Value,
+    node: Arc<Value>,
     health: NodeHealth,
     stale_at: Option<Timestamp>,
 }
@@ -763,7 +766,7 @@ impl Controller {
                 continue;
             }
             let lease = self.leases.get(NODE_LEASE_NAMESPACE, &name);
-            let state = match self.reconcile_node(&node, lease.as_deref(), now).await {
+            let state = match self.reconcile_node(node, lease, now).await {
                 Ok(state) => state,
                 Err(e) => {
                     tracing::warn!(node = %name, error = %e, "node lifecycle: could not update the node");
@@ -855,9 +858,9 @@ impl Controller {
     }
 
     /// Reads the node's Lease from the API (`None`: there is none).
-    async fn lease(&self, node: &str) -> Result<Option<Value>, ApiError> {
+    async fn lease(&self, node: &str) -> Result<Option<Arc<Value>>, ApiError> {
         match self.client.get("Lease", NODE_LEASE_NAMESPACE, node).await {
-            Ok(lease) => Ok(Some(lease)),
+            Ok(lease) => Ok(Some(Arc::new(lease))),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -867,19 +870,17 @@ impl Controller {
     /// the node (and its Lease) again and decides again.
     async fn reconcile_node(
         &self,
-        cached: &Value,
-        lease: Option<&Value>,
+        mut node: Arc<Value>,
+        mut lease: Option<Arc<Value>>,
         now: Timestamp,
     ) -> Result<NodeState, ApiError> {
-        let name = object::name(cached).to_string();
-        let mut node = cached.clone();
-        let mut lease = lease.cloned();
+        let name = object::name(&node).to_string();
         let mut lease_fresh = false;
         let mut conflicts = 0;
         loop {
             let health = node_health_observed_since(
                 &node,
-                lease.as_ref(),
+                lease.as_deref(),
                 now,
                 self.grace,
                 self.observing_since,
@@ -894,9 +895,9 @@ impl Controller {
                 lease_fresh = true;
                 continue;
             }
-            match self.write_node(node.clone(), health, unknown, now).await {
+            match self.write_node(&node, health, unknown, now).await {
                 Ok(node) => {
-                    let stale_at = stale_at(&node, lease.as_ref(), self.grace);
+                    let stale_at = stale_at(&node, lease.as_deref(), self.grace);
                     return Ok(NodeState {
                         node,
                         health,
@@ -906,7 +907,7 @@ impl Controller {
                 Err(e) if is_conflict(&e) && conflicts < MAX_CONFLICTS => {
                     conflicts += 1;
                     tracing::debug!(node = %name, "node changed while being updated; deciding again");
-                    node = self.client.get("Node", "", &name).await?;
+                    node = Arc::new(self.client.get("Node", "", &name).await?);
                     lease = self.lease(&name).await?;
                     lease_fresh = true;
                 }
@@ -916,19 +917,21 @@ impl Controller {
     }
 
     /// Writes the `Unknown` conditions (when given) and the taints this health calls for;
-    /// answers the node as committed.
+    /// answers the node as committed (the node given, when nothing needed writing).
     async fn write_node(
         &self,
-        mut node: Value,
+        node: &Arc<Value>,
         health: NodeHealth,
         unknown: Option<Vec<Value>>,
         now: Timestamp,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut node = Arc::clone(node);
         let name = object::name(&node).to_string();
         if let Some(conds) = unknown {
             let was_ready = condition_status(&node, "Ready") == Some("True");
-            set_status_conditions(&mut node, conds);
-            node = self.client.update_status(&node).await?;
+            let mut next = (*node).clone();
+            set_status_conditions(&mut next, conds);
+            node = Arc::new(self.client.update_status(&next).await?);
             tracing::info!(node = %name, "node stopped heartbeating: Ready is now Unknown");
             if was_ready {
                 self.node_events.event(
@@ -949,7 +952,7 @@ impl Controller {
                 "metadata": {"resourceVersion": resource_version_str(&node)},
                 "spec": {"taints": taints_json},
             });
-            node = self.client.patch("Node", "", &name, &patch, false).await?;
+            node = Arc::new(self.client.patch("Node", "", &name, &patch, false).await?);
             tracing::info!(node = %name, ?health, "node taints updated");
         }
         Ok(node)

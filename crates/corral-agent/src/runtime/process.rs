@@ -501,9 +501,9 @@ impl ProcessRuntime {
         std::fs::create_dir_all(&dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
         let result = self.spawn_shim(spec, &dir).await;
         if result.is_err() {
-            if let Some(cg) = read_cgroups(&dir) {
-                cg.remove();
-            }
+            inner
+                .cgroups
+                .remove_run(&spec.pod_uid, &run_name(&spec.name, spec.restart_count));
             let _ = std::fs::remove_dir_all(&dir);
         }
         result
@@ -727,7 +727,8 @@ impl Runtime for ProcessRuntime {
             _ => {}
         }
         if let Some(cg) = read_cgroups(&dir) {
-            cg.remove();
+            // rmdir may wait for the group to drain.
+            let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
         }
         lock(&self.inner.running).remove(&dir);
         std::fs::remove_dir_all(&dir).map_err(|e| io(format!("removing {}", dir.display()), e))
@@ -750,7 +751,9 @@ impl Runtime for ProcessRuntime {
                 }
             }
         }
-        self.inner.cgroups.remove_pod(pod_uid);
+        let cgroups = self.inner.cgroups.clone();
+        let uid = pod_uid.to_string();
+        let _ = tokio::task::spawn_blocking(move || cgroups.remove_pod(&uid)).await;
         {
             let mut running = lock(&self.inner.running);
             running.retain(|d| !d.starts_with(&containers));
