@@ -1,11 +1,14 @@
 //! The shared informer against real servers: list then watch with selectors and indexes,
 //! subscribers seeing every change in order, surviving the loss of its server, and relisting
-//! (with the differences, then `Relisted`) when its revision has been compacted.
+//! (with the differences, then `Relisted`) when its revision has been compacted. Then the
+//! scheduler driver built on it, run in this process against a cluster whose own scheduler is
+//! disabled: binds, `Scheduled` and `FailedScheduling` events, the PodScheduled=False condition,
+//! and the retry when a node joins.
 
 use std::time::Duration;
 
 use corral_client::informer::Change;
-use corral_client::{CancellationToken, Client, DeleteOptions, Informer};
+use corral_client::{CancellationToken, Client, DeleteOptions, GetOptions, Informer};
 use corral_tests::{TestCluster, config_map, eventually};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -86,17 +89,20 @@ async fn expect_all(rx: &mut UnboundedReceiver<Change>, want: &[&str]) {
     assert!(missing.is_empty(), "never saw {missing:?}; saw {seen:?}");
 }
 
-/// Waits until the leader has created the built-in namespaces.
+/// Waits until every server's own state holds the `default` namespace (the leader creates it;
+/// a create checks its namespace in the answering server's state).
 async fn wait_ready(c: &TestCluster) {
-    let client = c.client();
-    eventually("the default namespace", T, || async {
-        client
-            .get("Namespace", "", "default")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await;
+    for i in 0..c.servers.len() {
+        let client = c.client_of(i);
+        eventually("the default namespace on every server", T, || async {
+            client
+                .get_with("Namespace", "", "default", &GetOptions { stale_ok: true })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    }
 }
 
 fn informer(client: Client, cancel: &CancellationToken) -> Informer {
@@ -275,4 +281,177 @@ async fn an_informer_behind_the_kept_history_relists_and_reports_the_differences
     assert_eq!(names(&inf.list()), ["change", "keep", "new"]);
     assert_eq!(names(&inf.by_index("tier", "db")), ["new"]);
     cancel.cancel();
+}
+
+fn sched_node(name: &str, cpu: &str) -> Value {
+    let r = json!({ "cpu": cpu, "memory": "8Gi", "pods": "110" });
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name } },
+        "status": {
+            "capacity": r, "allocatable": r,
+            "conditions": [{ "type": "Ready", "status": "True" }],
+        },
+    })
+}
+
+fn sched_pod(name: &str, cpu: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": { "containers": [{
+            "name": "app", "image": "busybox",
+            "resources": { "requests": { "cpu": cpu, "memory": "64Mi" } },
+        }] },
+    })
+}
+
+async fn node_of(client: &Client, pod: &str) -> Result<String, String> {
+    let p = client
+        .get("Pod", "default", pod)
+        .await
+        .map_err(|e| e.to_string())?;
+    p.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{pod} is not bound: {}", p["status"]))
+}
+
+/// The events about a pod, as (type, reason, message, count).
+async fn events_of(client: &Client, pod: &str) -> Vec<(String, String, String, i64)> {
+    let list = client
+        .list(
+            "Event",
+            Some("default"),
+            &corral_client::ListOptions {
+                field_selector: format!("involvedObject.name={pod}"),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (
+                s("type"),
+                s("reason"),
+                s("message"),
+                e["count"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_binds_reports_unschedulable_pods_and_retries_when_a_node_joins() {
+    let c = TestCluster::start(
+        3,
+        &["--disable-leader-components", "scheduler,node-lifecycle"],
+    );
+    wait_ready(&c).await;
+    let client = c.client();
+    for (n, cpu) in [("n1", "2"), ("n2", "2")] {
+        client
+            .create(&sched_node(n, cpu))
+            .await
+            .expect("create node");
+    }
+    let cancel = CancellationToken::new();
+    let scheduler = tokio::spawn(corral_scheduler::driver::run(
+        client.clone(),
+        corral_scheduler::SchedulerOptions {
+            host: "t40".into(),
+            ..Default::default()
+        },
+        cancel.clone(),
+    ));
+    for p in ["p1", "p2", "p3"] {
+        client.create(&sched_pod(p, "1")).await.expect("create pod");
+    }
+    let mut other = sched_pod("not-mine", "1");
+    other["spec"]["schedulerName"] = json!("other-scheduler");
+    client.create(&other).await.expect("create pod");
+
+    let mut placed = Vec::new();
+    for p in ["p1", "p2", "p3"] {
+        placed.push(eventually("the pod bound", T, || node_of(&client, p)).await);
+    }
+    let on_n1 = placed.iter().filter(|n| *n == "n1").count();
+    assert!(
+        (1..=2).contains(&on_n1),
+        "spread over both nodes: {placed:?}"
+    );
+    let p1 = client.get("Pod", "default", "p1").await.expect("p1");
+    let scheduled = p1["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(scheduled["status"], "True", "{}", p1["status"]);
+    let want = format!("Successfully assigned default/p1 to {}", placed[0]);
+    eventually("the Scheduled event", T, || async {
+        let evs = events_of(&client, "p1").await;
+        evs.iter()
+            .any(|(t, r, m, _)| t == "Normal" && r == "Scheduled" && *m == want)
+            .then_some(())
+            .ok_or(format!("{evs:?}"))
+    })
+    .await;
+
+    // 3 of 4 cpus are taken: a pod asking for 3 fits nowhere.
+    client
+        .create(&sched_pod("big", "3"))
+        .await
+        .expect("create big");
+    let message = "0/2 nodes are available: 2 Insufficient cpu.";
+    eventually("PodScheduled=False on big", T, || async {
+        let p = client
+            .get("Pod", "default", "big")
+            .await
+            .map_err(|e| e.to_string())?;
+        let cond = p["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+            .cloned()
+            .ok_or(format!("no PodScheduled yet: {}", p["status"]))?;
+        (cond["status"] == "False"
+            && cond["reason"] == "Unschedulable"
+            && cond["message"] == message)
+            .then_some(())
+            .ok_or(format!("{cond}"))
+    })
+    .await;
+    eventually("the FailedScheduling event", T, || async {
+        let evs = events_of(&client, "big").await;
+        evs.iter()
+            .any(|(t, r, m, _)| t == "Warning" && r == "FailedScheduling" && m == message)
+            .then_some(())
+            .ok_or(format!("{evs:?}"))
+    })
+    .await;
+
+    // A node joins: big is retried at once (well before the 30 s retry period).
+    let joined = std::time::Instant::now();
+    client
+        .create(&sched_node("n3", "4"))
+        .await
+        .expect("create n3");
+    let n = eventually("big bound after n3 joined", Duration::from_secs(10), || {
+        node_of(&client, "big")
+    })
+    .await;
+    assert_eq!(n, "n3");
+    assert!(joined.elapsed() < Duration::from_secs(10));
+    assert!(
+        node_of(&client, "not-mine").await.is_err(),
+        "another scheduler's pod is left alone"
+    );
+    cancel.cancel();
+    tokio::time::timeout(T, scheduler)
+        .await
+        .expect("the scheduler stops when cancelled")
+        .expect("the scheduler task ends cleanly");
 }

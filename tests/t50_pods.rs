@@ -7,12 +7,7 @@ use corral_client::{Client, DeleteOptions};
 use corral_tests::{TestCluster, condition, eventually, free_port, yaml};
 use serde_json::{Value, json};
 
-const SERVER_FLAGS: [&str; 4] = [
-    "--node-grace-seconds",
-    "3",
-    "--node-monitor-seconds",
-    "1",
-];
+const SERVER_FLAGS: [&str; 4] = ["--node-grace-seconds", "3", "--node-monitor-seconds", "1"];
 const LONG: Duration = Duration::from_secs(30);
 
 async fn cluster(servers: usize, agents: &[(&str, &[&str])]) -> TestCluster {
@@ -199,10 +194,7 @@ spec:
     }
     let (ok, _, err) = corralctl(&c, &["logs", "counter"]);
     assert!(!ok);
-    assert!(
-        err.contains("a container name must be specified"),
-        "{err}"
-    );
+    assert!(err.contains("a container name must be specified"), "{err}");
     // The log lives on the node, beside the volume it was written to.
     let log = c.agents[0].dir.join("pods");
     assert!(log.exists(), "{}", log.display());
@@ -321,15 +313,19 @@ spec:
     client.create(&yaml(&manifest)).await.expect("create");
     let p = wait_phase(&client, "probed", "Running").await;
     assert_eq!(condition(&p, "Ready"), "False", "not ready before the flag");
-    eventually("the liveness failure restarts the container", LONG, || async {
-        let p = pod(&client, "probed").await?;
-        let st = container_status(&p, "liveness");
-        if st["restartCount"].as_u64().unwrap_or(0) >= 1 {
-            Ok(())
-        } else {
-            Err(st.to_string())
-        }
-    })
+    eventually(
+        "the liveness failure restarts the container",
+        LONG,
+        || async {
+            let p = pod(&client, "probed").await?;
+            let st = container_status(&p, "liveness");
+            if st["restartCount"].as_u64().unwrap_or(0) >= 1 {
+                Ok(())
+            } else {
+                Err(st.to_string())
+            }
+        },
+    )
     .await;
     let (_, out, _) = corralctl(&c, &["describe", "pod", "probed"]);
     assert!(out.contains("Unhealthy"), "{out}");
@@ -478,11 +474,13 @@ async fn a_dead_agents_node_turns_unknown_and_its_pods_are_evicted() {
     let mut c = cluster(1, &[("doomed", &[]), ("spare", &[])]).await;
     let client = c.client();
     client
-        .create(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stranded"},
+        .create(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stranded"},
             "spec": {"nodeName": "doomed",
                 "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
                                  "effect": "NoExecute", "tolerationSeconds": 2}],
-                "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}]}}))
+                "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}]}}),
+        )
         .await
         .expect("create");
     wait_phase(&client, "stranded", "Running").await;
@@ -492,9 +490,10 @@ async fn a_dead_agents_node_turns_unknown_and_its_pods_are_evicted() {
             .get("Node", "", "doomed")
             .await
             .map_err(|e| e.to_string())?;
-        let tainted = n["spec"]["taints"]
-            .as_array()
-            .is_some_and(|ts| ts.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute"));
+        let tainted = n["spec"]["taints"].as_array().is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")
+        });
         if condition(&n, "Ready") == "Unknown" && tainted {
             Ok(n)
         } else {
@@ -517,20 +516,25 @@ async fn a_dead_agents_node_turns_unknown_and_its_pods_are_evicted() {
     .await;
     // The agent comes back: its node is Ready again, and the evicted pod's process is gone.
     c.agents[0].restart();
-    eventually("node doomed Ready again without the taint", LONG, || async {
-        let n = client
-            .get("Node", "", "doomed")
-            .await
-            .map_err(|e| e.to_string())?;
-        let tainted = n["spec"]["taints"]
-            .as_array()
-            .is_some_and(|ts| ts.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"));
-        if condition(&n, "Ready") == "True" && !tainted {
-            Ok(())
-        } else {
-            Err(n.to_string())
-        }
-    })
+    eventually(
+        "node doomed Ready again without the taint",
+        LONG,
+        || async {
+            let n = client
+                .get("Node", "", "doomed")
+                .await
+                .map_err(|e| e.to_string())?;
+            let tainted = n["spec"]["taints"].as_array().is_some_and(|ts| {
+                ts.iter()
+                    .any(|t| t["key"] == "node.kubernetes.io/unreachable")
+            });
+            if condition(&n, "Ready") == "True" && !tainted {
+                Ok(())
+            } else {
+                Err(n.to_string())
+            }
+        },
+    )
     .await;
     eventually("the evicted pod's processes are stopped", LONG, || async {
         let alive: Vec<i64> = c.agents[0]
@@ -587,7 +591,10 @@ spec:
     // The agent has re-read its pods and reported: same container, nothing started twice.
     let after = eventually("the adopted pod reported again", LONG, || async {
         let p = pod(&client, "steady").await?;
-        let hb = client.get("Lease", "kube-node-lease", "n1").await.map_err(|e| e.to_string())?;
+        let hb = client
+            .get("Lease", "kube-node-lease", "n1")
+            .await
+            .map_err(|e| e.to_string())?;
         if phase(&p) == "Running" && hb["spec"]["renewTime"].is_string() {
             Ok(p)
         } else {
@@ -647,7 +654,10 @@ async fn graceful_deletion_sends_sigterm_then_sigkill_after_the_grace_period() {
         .await
         .expect("create");
     client
-        .create(&mk("stubborn", "trap '' TERM; while true; do sleep 0.1; done"))
+        .create(&mk(
+            "stubborn",
+            "trap '' TERM; while true; do sleep 0.1; done",
+        ))
         .await
         .expect("create");
     wait_phase(&client, "polite", "Running").await;

@@ -267,9 +267,12 @@ fn uid_of(p: &Value) -> String {
         .to_string()
 }
 
+/// A pod's worker: where its pod updates go, and its task.
+type WorkerHandle = (watch::Sender<Option<Arc<Value>>>, JoinHandle<()>);
+
 struct Workers {
     shared: Shared,
-    running: HashMap<String, (watch::Sender<Option<Arc<Value>>>, JoinHandle<()>)>,
+    running: HashMap<String, WorkerHandle>,
     cancel: CancellationToken,
 }
 

@@ -96,6 +96,7 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
         killed: HashSet::new(),
     };
     let mut config_changed = shared.config_changed.clone();
+    let mut config_closed = false;
     let mut gone = false;
     loop {
         let wake_at = if gone {
@@ -140,7 +141,13 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
                     ev.message,
                 );
             }
-            _ = config_changed.changed() => {}
+            r = config_changed.changed(), if !config_closed => {
+                if r.is_ok() {
+                    config_changed.borrow_and_update();
+                } else {
+                    config_closed = true;
+                }
+            }
             _ = tokio::time::sleep(sleep_for) => {}
         }
     }

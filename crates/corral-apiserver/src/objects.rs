@@ -245,7 +245,9 @@ impl Objects {
                 name: key.name.clone(),
             }),
             TxnResult::Failed { failure, .. } => Err(ApiError::internal(format!("{failure:?}"))),
-            TxnResult::Each { .. } => Err(ApiError::internal("a single write came back as a batch")),
+            TxnResult::Each { .. } => {
+                Err(ApiError::internal("a single write came back as a batch"))
+            }
         }
     }
 
@@ -438,7 +440,9 @@ impl Objects {
                 ..
             } => Err(not_found(key)),
             TxnResult::Failed { failure, .. } => Err(ApiError::internal(format!("{failure:?}"))),
-            TxnResult::Each { .. } => Err(ApiError::internal("a single write came back as a batch")),
+            TxnResult::Each { .. } => {
+                Err(ApiError::internal("a single write came back as a batch"))
+            }
         }
     }
 

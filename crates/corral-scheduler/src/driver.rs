@@ -984,7 +984,14 @@ pub async fn run(client: Client, opts: SchedulerOptions, cancel: CancellationTok
                     binds.spawn(async move {
                         let bindings: Vec<Binding> =
                             plan.binds.iter().map(|b| b.binding.clone()).collect();
+                        let sent = Instant::now();
                         let answer = client.bind(&bindings).await;
+                        tracing::debug!(
+                            bindings = bindings.len(),
+                            took = ?sent.elapsed(),
+                            ok = answer.as_ref().map_or(0, |r| r.iter().filter(|r| r.is_ok()).count()),
+                            "scheduler: bind answered"
+                        );
                         BindDone {
                             binds: plan.binds,
                             answer,

@@ -18,6 +18,11 @@ use serde_json::json;
 pub enum BenchCommand {
     /// Corral's replicated store against etcd 3.4 (Debian's etcd-server) on loopback.
     Store(StoreBench),
+    /// Pod startup latency (create → Running) on `corral up`.
+    Pods(crate::bench_pods::PodsBench),
+    /// Scheduling throughput: pods bound per second over simulated nodes, through the
+    /// replicated API.
+    Sched(crate::bench_sched::SchedBench),
 }
 
 #[derive(Args, Debug)]
@@ -42,6 +47,8 @@ pub struct StoreBench {
 pub async fn run(b: BenchCommand) -> anyhow::Result<()> {
     match b {
         BenchCommand::Store(s) => store(s).await,
+        BenchCommand::Pods(p) => crate::bench_pods::run(p).await,
+        BenchCommand::Sched(s) => crate::bench_sched::run(s).await,
     }
 }
 

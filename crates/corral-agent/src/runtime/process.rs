@@ -313,6 +313,26 @@ impl Inner {
         Ok(out)
     }
 
+    /// The runs of one pod.
+    fn scan_pod(&self, pod_uid: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        if pod_uid.is_empty() || pod_uid.contains('/') || pod_uid.starts_with('.') {
+            return Ok(Vec::new());
+        }
+        let dir = self.root.join("pods").join(pod_uid).join("containers");
+        let runs = match std::fs::read_dir(&dir) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(format!("reading {}", dir.display()), e)),
+        };
+        let mut dirs: Vec<PathBuf> = runs
+            .flatten()
+            .filter(|r| r.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|r| r.path())
+            .collect();
+        dirs.sort();
+        Ok(dirs.iter().filter_map(|d| self.observe(d)).collect())
+    }
+
     /// Every run, refreshing the set of running ones.
     fn scan(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
         let mut out = Vec::new();
@@ -676,6 +696,11 @@ impl Runtime for ProcessRuntime {
     async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
         self.ensure_poller();
         self.inner.scan()
+    }
+
+    async fn list_pod(&self, pod_uid: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        self.ensure_poller();
+        self.inner.scan_pod(pod_uid)
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, RuntimeError> {

@@ -112,7 +112,6 @@ struct Fake(Arc<Store>);
 
 #[tonic::async_trait]
 impl Api for Fake {
-
     async fn bind(
         &self,
         _req: Request<pb::BindRequest>,
