@@ -1526,7 +1526,10 @@ mod tests {
                 {"type": "Ready", "status": "True", "lastTransitionTime": ts(-900)},
             ]},
         });
+        // Admission starts a pod Pending; these pods have run since.
+        let status = p["status"].clone();
         corral_api::admission::admit_new_pod(&mut p);
+        p["status"] = status;
         p
     }
 
