@@ -222,7 +222,7 @@ impl Objects {
         validation::validate(&obj)?;
         let key = key_of(&obj)?;
         if info.namespaced {
-            self.check_namespace_open(&key.namespace)?;
+            self.wait_namespace_open(&key.namespace).await?;
         }
         let text = serde_json::to_string(&obj).map_err(ApiError::internal)?;
         validation::check_size(text.len())?;
@@ -248,6 +248,29 @@ impl Objects {
             TxnResult::Each { .. } => {
                 Err(ApiError::internal("a single write came back as a batch"))
             }
+        }
+    }
+
+    /// The namespace must exist (and not be terminating). A miss is checked again after a
+    /// linearizable barrier (this server may lag the leader), and, for the built-in namespaces,
+    /// for a few seconds more: a new cluster's leader creates them just after its election.
+    async fn wait_namespace_open(&self, ns: &str) -> Result<(), ApiError> {
+        let first = self.check_namespace_open(ns);
+        if !matches!(first, Err(ApiError::NotFound { .. })) {
+            return first;
+        }
+        let built_in = crate::bootstrap::NAMESPACES.contains(&ns);
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            self.barrier(false).await?;
+            let again = self.check_namespace_open(ns);
+            if !built_in
+                || !matches!(again, Err(ApiError::NotFound { .. }))
+                || Instant::now() >= deadline
+            {
+                return again;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 
