@@ -29,6 +29,7 @@ pub fn start(
     let info = kind_of(&req.kind)?;
     let labels = parse_label_selector(&req.label_selector)?;
     let fields = parse_field_selector(&req.field_selector)?;
+    let everything = labels.is_empty() && fields.is_empty();
     let ns = if info.namespaced && !req.namespace.is_empty() {
         Some(req.namespace.as_str())
     } else {
@@ -65,17 +66,18 @@ pub fn start(
                     return;
                 }
             };
-            let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
-            let now = parse(&event.value);
-            let now_in = now.as_ref().is_some_and(|v| selected(v, &labels, &fields));
+            // Without selectors every object is in: no need to parse it.
+            let in_selection = |s: &str| {
+                everything
+                    || serde_json::from_str::<Value>(s)
+                        .ok()
+                        .is_some_and(|v| selected(&v, &labels, &fields))
+            };
+            let now_in = in_selection(&event.value);
             let typ = match event.kind {
                 EventKind::Delete => now_in.then_some(Type::Deleted),
                 EventKind::Put => {
-                    let was_in = event
-                        .prev
-                        .as_deref()
-                        .and_then(parse)
-                        .is_some_and(|v| selected(&v, &labels, &fields));
+                    let was_in = event.prev.as_deref().is_some_and(in_selection);
                     match (was_in, now_in) {
                         (false, true) => Some(Type::Added),
                         (true, true) => Some(Type::Modified),

@@ -640,6 +640,7 @@ pub async fn run_with_clock(
         taint_first_seen: HashMap::new(),
         scheduled: HashMap::new(),
         acted: HashMap::new(),
+        attention: HashSet::new(),
     };
     loop {
         let started = Instant::now();
@@ -661,7 +662,7 @@ pub async fn run_with_clock(
             _ = tokio::time::sleep(sleep_for) => {}
             Some(_) = node_changes.recv() => {}
             Some(_) = lease_changes.recv() => {}
-            Some(_) = pod_changes.recv() => {}
+            _ = relevant_pod_change(&mut pod_changes, &controller.attention) => {}
         }
         // Fold a burst of changes into one pass.
         let since = started.elapsed();
@@ -676,6 +677,31 @@ pub async fn run_with_clock(
         while pod_changes.try_recv().is_ok() {}
     }
     tracing::info!("node lifecycle controller: stopped");
+}
+
+/// Waits for a pod change that matters to the controller: one on a node in `attention`, or a
+/// relist. (Pods of healthy, untainted nodes are none of its business; without this filter every
+/// pod status update in the cluster would cost a pass over every node.)
+async fn relevant_pod_change(
+    changes: &mut tokio::sync::mpsc::UnboundedReceiver<corral_client::Change>,
+    attention: &HashSet<String>,
+) {
+    use corral_client::Change;
+    loop {
+        let pod = match changes.recv().await {
+            None => return std::future::pending().await,
+            Some(Change::Relisted) => return,
+            Some(Change::Added(p)) | Some(Change::Deleted(p)) => p,
+            Some(Change::Modified { new, .. }) => new,
+        };
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if attention.contains(node) {
+            return;
+        }
+    }
 }
 
 struct Controller {
@@ -695,6 +721,9 @@ struct Controller {
     taint_first_seen: HashMap<(String, String, String), Timestamp>,
     /// Pods waiting for their eviction deadline: `namespace/name` → (uid, deadline).
     scheduled: HashMap<String, (String, Timestamp)>,
+    /// Nodes whose pods the last pass looked at (Unknown, or with NoExecute taints): only a
+    /// change of a pod on one of these calls for a new pass.
+    attention: HashSet<String>,
     /// Pods the controller wrote: uid → what it did. The pod is left alone until the cache shows
     /// a newer version (or a while has passed), so a lagging cache does not make it act twice.
     acted: HashMap<String, Acted>,
@@ -758,6 +787,7 @@ impl Controller {
             }
         };
         let mut scheduled = HashMap::new();
+        let mut attention = HashSet::new();
         let mut taints_seen = HashSet::new();
         let mut pods_seen = HashSet::new();
         for node in self.nodes.list() {
@@ -795,6 +825,7 @@ impl Controller {
             if taints.is_empty() && state.health != NodeHealth::Unknown {
                 continue;
             }
+            attention.insert(name.clone());
             for pod in self.pods.by_index(POD_NODE_INDEX, &name) {
                 if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(name.as_str()) {
                     continue;
@@ -850,6 +881,7 @@ impl Controller {
             }
         }
         self.scheduled = scheduled;
+        self.attention = attention;
         self.taint_first_seen
             .retain(|id, _| taints_seen.contains(id));
         self.acted

@@ -53,7 +53,7 @@ pub struct SchedulerOptions {
     /// Pods whose `spec.schedulerName` is this are this scheduler's; also the events' source
     /// component.
     pub scheduler_name: String,
-    /// Most pods placed and bound together (default 500; the API takes up to 2,000 bindings).
+    /// Most pods placed and bound together (default 500; the API takes up to 1,000 bindings).
     pub batch_size: usize,
     /// An unschedulable pod is tried again at least this often (default 30 s), even when
     /// nothing in the cluster changed.

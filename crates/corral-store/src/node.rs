@@ -59,9 +59,9 @@ impl StoreConfig {
             advertise,
             peers,
             join: false,
-            heartbeat_ms: 25,
-            election_min_ms: 80,
-            election_max_ms: 160,
+            heartbeat_ms: 50,
+            election_min_ms: 100,
+            election_max_ms: 200,
             snapshot_every: 10_000,
             keep_logs: 1_000,
             history: HistoryConfig::default(),
@@ -138,7 +138,10 @@ impl Store {
             install_snapshot_timeout: 2_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.keep_logs,
-            max_payload_entries: 1_000,
+            // openraft 0.9 gives an AppendEntries RPC one heartbeat interval to complete and
+            // resends the same range when it does not: a bounded number of entries per RPC keeps
+            // a lagging follower's catch-up inside that window.
+            max_payload_entries: 64,
             ..Default::default()
         }
         .validate()

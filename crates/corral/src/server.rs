@@ -40,11 +40,11 @@ pub struct ServerArgs {
     /// Start empty and wait to be added with `corralctl cluster add` instead of bootstrapping.
     #[arg(long, env = "CORRAL_JOIN")]
     pub join: bool,
-    #[arg(long, env = "CORRAL_HEARTBEAT_MS", default_value_t = 25)]
+    #[arg(long, env = "CORRAL_HEARTBEAT_MS", default_value_t = 50)]
     pub heartbeat_ms: u64,
-    #[arg(long, env = "CORRAL_ELECTION_MIN_MS", default_value_t = 80)]
+    #[arg(long, env = "CORRAL_ELECTION_MIN_MS", default_value_t = 100)]
     pub election_min_ms: u64,
-    #[arg(long, env = "CORRAL_ELECTION_MAX_MS", default_value_t = 160)]
+    #[arg(long, env = "CORRAL_ELECTION_MAX_MS", default_value_t = 200)]
     pub election_max_ms: u64,
     /// Snapshot after this many entries; the log is purged behind the snapshot.
     #[arg(long, env = "CORRAL_SNAPSHOT_EVERY", default_value_t = 10_000)]

@@ -13,7 +13,7 @@ use super::{Objects, conflict, key_for, not_found, str_at};
 
 /// Most bindings one call may carry (a batch's entry stays well under the object size limit
 /// per pod times this).
-pub const MAX_BINDINGS: usize = 2000;
+pub const MAX_BINDINGS: usize = 1000;
 
 impl Objects {
     /// Binds each pod to its node: the pod must exist with the given uid (and resourceVersion,
