@@ -317,22 +317,46 @@ fn check(pre: &Pre, key: &str, now: Option<&Stored>) -> Result<(), Failure> {
 
 /// Sets `metadata.resourceVersion` of a JSON object to `revision`.
 pub fn with_resource_version(json: &str, revision: u64) -> Result<String, String> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-    let obj = v.as_object_mut().ok_or("not a JSON object")?;
-    let meta = obj
-        .entry("metadata")
-        .or_insert_with(|| serde_json::json!({}));
-    let meta = meta.as_object_mut().ok_or("metadata is not an object")?;
+    // Only `metadata` is parsed into a tree; the rest of the object (spec, status: the bulk)
+    // is carried through as raw JSON text.
+    let mut top: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut meta: serde_json::Map<String, serde_json::Value> = match top.get("metadata") {
+        Some(raw) => {
+            serde_json::from_str(raw.get()).map_err(|_| "metadata is not an object".to_string())?
+        }
+        None => serde_json::Map::new(),
+    };
     meta.insert(
         "resourceVersion".into(),
         serde_json::Value::String(revision.to_string()),
     );
-    serde_json::to_string(&v).map_err(|e| e.to_string())
+    let meta = serde_json::value::to_raw_value(&meta).map_err(|e| e.to_string())?;
+    top.insert("metadata".into(), meta);
+    serde_json::to_string(&top).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stamping_the_revision_keeps_everything_else_as_it_was() {
+        let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"a":"b\u00e9"},"resourceVersion":"3"},"spec":{"containers":[{"name":"c","args":["x\"y"]}]},"status":{"phase":"Pending"}}"#;
+        let stamped = with_resource_version(json, 42).expect("stamped");
+        let mut want: serde_json::Value = serde_json::from_str(json).expect("json");
+        want["metadata"]["resourceVersion"] = serde_json::json!("42");
+        let got: serde_json::Value = serde_json::from_str(&stamped).expect("json out");
+        assert_eq!(got, want);
+        // Untouched parts keep their text as it came (here: `name` before `args`).
+        assert!(
+            stamped.contains(r#"{"name":"c","args":["x\"y"]}"#),
+            "{stamped}"
+        );
+        assert!(with_resource_version("[1]", 1).is_err());
+        assert!(with_resource_version(r#"{"metadata": 3}"#, 1).is_err());
+        let bare = with_resource_version(r#"{"kind":"X"}"#, 7).expect("no metadata");
+        assert_eq!(bare, r#"{"kind":"X","metadata":{"resourceVersion":"7"}}"#);
+    }
     use super::*;
 
     fn put(key: &str, json: &str, pre: Vec<Pre>) -> Op {

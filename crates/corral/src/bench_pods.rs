@@ -2,7 +2,8 @@
 //! measures it: from the create call to the pod observed Running through a watch, images
 //! already present. Starts a fresh `corral up` (one server, one agent, process runtime) in a
 //! temporary directory, creates N pods with a pool of concurrent clients, and prints p50 / p99 /
-//! max per step.
+//! max per step: once as a burst (every creator as fast as it can, which measures the node's
+//! throughput as much as its latency), once paced at `--rate` creations per second.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -28,6 +29,10 @@ pub struct PodsBench {
     /// Give up on a step after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Pod creations per second of the paced rows (each step runs once as a burst, with every
+    /// creator going as fast as it can, then once paced at this rate); 0: bursts only.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
 }
 
 struct Up(Child);
@@ -85,16 +90,26 @@ pub async fn run(b: PodsBench) -> anyhow::Result<()> {
         b.clients
     );
     println!(
-        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>12}",
-        "pods", "p50 ms", "p90 ms", "p99 ms", "max ms", "pods/s"
+        "{:>6} {:>16} {:>10} {:>10} {:>10} {:>10} {:>14}",
+        "pods", "created", "p50 ms", "p90 ms", "p99 ms", "max ms", "Running/s"
     );
-    for &n in &b.pods {
-        let row = step(&addr, n, b.clients, Duration::from_secs(b.timeout)).await?;
-        println!(
-            "{:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12.1}",
-            n, row.p50, row.p90, row.p99, row.max, row.rate
-        );
-        clean(&client, Duration::from_secs(b.timeout)).await?;
+    let mut modes = vec![None];
+    if b.rate > 0.0 {
+        modes.push(Some(b.rate));
+    }
+    for rate in modes {
+        for &n in &b.pods {
+            let row = step(&addr, n, b.clients, rate, Duration::from_secs(b.timeout)).await?;
+            let how = match rate {
+                None => "burst".to_string(),
+                Some(r) => format!("{r}/s"),
+            };
+            println!(
+                "{:>6} {:>16} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>14.1}",
+                n, how, row.p50, row.p90, row.p99, row.max, row.rate
+            );
+            clean(&client, Duration::from_secs(b.timeout)).await?;
+        }
     }
     Ok(())
 }
@@ -127,7 +142,13 @@ struct Row {
     rate: f64,
 }
 
-async fn step(addr: &str, n: usize, clients: usize, timeout: Duration) -> anyhow::Result<Row> {
+async fn step(
+    addr: &str,
+    n: usize,
+    clients: usize,
+    rate: Option<f64>,
+    timeout: Duration,
+) -> anyhow::Result<Row> {
     let watcher = Client::connect(&[addr.to_string()])?;
     let (_, rev) = {
         let list = watcher
@@ -148,6 +169,9 @@ async fn step(addr: &str, n: usize, clients: usize, timeout: Duration) -> anyhow
     let start = Instant::now();
     let mut creators = Vec::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Paced: creation i is due at start + i / rate.
+    let due = move |i: usize| rate.map(|r| Duration::from_secs_f64(i as f64 / r));
+    let t0 = tokio::time::Instant::now();
     for _ in 0..clients.max(1) {
         let client = Client::connect(&[addr.to_string()])?;
         let created = created.clone();
@@ -157,6 +181,9 @@ async fn step(addr: &str, n: usize, clients: usize, timeout: Duration) -> anyhow
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= n {
                     return Ok::<(), anyhow::Error>(());
+                }
+                if let Some(after) = due(i) {
+                    tokio::time::sleep_until(t0 + after).await;
                 }
                 let name = format!("startup-{i}");
                 created.lock().await.insert(name.clone(), Instant::now());

@@ -45,7 +45,7 @@ impl Objects {
             }
         }
         let mut revision = 0;
-        let mut outcomes: Vec<Result<String, Failure>> = Vec::new();
+        let mut outcomes: Vec<Result<(), Failure>> = Vec::new();
         if !ops.is_empty() {
             match self.commit(Txn::each(ops)).await? {
                 TxnResult::Each {
@@ -53,7 +53,7 @@ impl Objects {
                     results,
                 } => {
                     revision = r;
-                    outcomes = results.into_iter().map(|r| r.map(|o| o.value)).collect();
+                    outcomes = results.into_iter().map(|r| r.map(|_| ())).collect();
                 }
                 other => {
                     return Err(ApiError::internal(format!(
@@ -66,7 +66,7 @@ impl Objects {
         for ((b, err), op) in bindings.iter().zip(errors).zip(op_of) {
             let r = match (err, op.and_then(|i| outcomes.get(i).cloned())) {
                 (Some(e), _) => Err(e),
-                (None, Some(Ok(object))) => Ok(object),
+                (None, Some(Ok(()))) => Ok(bound_identity(b, revision)),
                 (None, Some(Err(f))) => Err(failure_error(b, f)),
                 (None, None) => Err(ApiError::internal("a binding has no outcome")),
             };
@@ -137,6 +137,24 @@ impl Objects {
             action: Action::Put(text),
         })
     }
+}
+
+/// What a successful binding answers: the pod's identity at the binding's revision (as
+/// Kubernetes' PartialObjectMetadata, kind Pod), not the whole pod: the scheduler needs no more,
+/// and a batch of whole pods would double the answer's cost.
+fn bound_identity(b: &Binding, revision: u64) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": b.name,
+            "namespace": b.namespace,
+            "uid": b.uid,
+            "resourceVersion": revision.to_string(),
+        },
+        "spec": {"nodeName": b.node},
+    })
+    .to_string()
 }
 
 /// Sets PodScheduled=True, replacing an earlier PodScheduled condition (an Unschedulable one).
