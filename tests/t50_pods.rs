@@ -693,3 +693,35 @@ async fn graceful_deletion_sends_sigterm_then_sigkill_after_the_grace_period() {
         "the container ignoring SIGTERM was killed before its grace period ended"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_keeps_running_pods_when_its_server_dies() {
+    let mut c = cluster(3, &[("n1", &[])]).await;
+    let mk = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+               "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                   {"name": "c", "image": "busybox", "command": ["sleep", "600"]}]}})
+    };
+    c.client().create(&mk("before")).await.expect("create");
+    wait_phase(&c.client(), "before", "Running").await;
+    // The agent's first server (and, with it, whichever server its watch was on) dies; the agent
+    // resumes its watch through the others and keeps reporting.
+    c.servers[0].kill();
+    c.leader(LONG).await;
+    let client = c.client();
+    client.create(&mk("after")).await.expect("create");
+    wait_phase(&client, "after", "Running").await;
+    client
+        .delete("Pod", "default", "before", &DeleteOptions::default())
+        .await
+        .expect("delete");
+    eventually("the first pod removed by its node", LONG, || async {
+        match client.get("Pod", "default", "before").await {
+            Err(corral_client::ApiError::NotFound { .. }) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let p = pod(&client, "after").await.expect("pod");
+    assert_eq!(container_status(&p, "c")["restartCount"], 0);
+}

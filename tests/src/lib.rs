@@ -32,12 +32,24 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A free loopback port (bound and released; a collision is possible but rare).
+/// A free loopback port for a server to listen on. Ports come from below Linux's ephemeral range
+/// (32768 and up), so the local end of some outgoing connection can never take one between this
+/// check and the server's bind; a per-process counter (seeded by the process id, as test binaries
+/// may overlap) keeps the tests of one binary from picking the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = (std::process::id() % 60) * 200;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOW + (seed + n) % SPAN).expect("below 32768");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN)
 }
 
 pub struct ServerProc {
