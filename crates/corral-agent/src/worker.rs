@@ -327,7 +327,13 @@ impl Worker {
             .get(container)
             .is_none_or(|e| e.message != message);
         if first {
-            self.event("Warning", "Failed", format!("Error: {message}"));
+            // A volume that cannot be set up is the kubelet's FailedMount (the pod stays
+            // ContainerCreating); anything else is a Failed start.
+            if message.starts_with("MountVolume.") {
+                self.event("Warning", "FailedMount", message.clone());
+            } else {
+                self.event("Warning", "Failed", format!("Error: {message}"));
+            }
         }
         self.start_errors
             .insert(container.to_string(), StartError { reason, message });
