@@ -3,7 +3,19 @@
 //! write with a resourceVersion precondition, so a deposed leader's late write is a Conflict.
 //!
 //! Layout:
+//! - [`runtime`]: the control-loop runtime: a workqueue (dedupe, one reconcile per key at a
+//!   time, per-key exponential back-off), expectations, periodic resync.
+//! - [`replicaset`]: ReplicaSet → pods. [`job`], [`cronjob`]: batch.
+//! - [`gc`]: garbage collection by ownerReferences; [`namespace`]: namespace deletion;
+//!   [`serviceaccount`]: the default ServiceAccount and its token in every namespace.
 //! - [`node_lifecycle`]: node heartbeats → `Ready=Unknown`, the `not-ready` / `unreachable`
 //!   taints, pods marked not ready, and taint-based eviction of the pods on tainted nodes.
 
+pub mod cronjob;
+pub mod gc;
+pub mod job;
+pub mod namespace;
 pub mod node_lifecycle;
+pub mod replicaset;
+pub mod runtime;
+pub mod serviceaccount;
