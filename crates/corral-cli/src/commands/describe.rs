@@ -134,6 +134,20 @@ pub fn describe_text(
     now: Timestamp,
 ) -> String {
     let mut out = String::new();
+    if info.kind == "Pod" {
+        let labels: Vec<String> = corral_api::object::labels(obj)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let annotations: Vec<String> = corral_api::object::annotations(obj)
+            .iter()
+            .filter(|(k, _)| k.as_str() != corral_client::LAST_APPLIED_ANNOTATION)
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        out.push_str(&super::describe_pod::pod_text(obj, &labels, &annotations));
+        events_section(&mut out, events, now);
+        return out;
+    }
     field(&mut out, "Name", corral_api::object::name(obj));
     if info.namespaced {
         field(&mut out, "Namespace", corral_api::object::namespace(obj));
@@ -224,8 +238,13 @@ pub fn describe_text(
         }
     }
 
+    events_section(&mut out, events, now);
+    out
+}
+
+fn events_section(out: &mut String, events: &Result<Vec<Value>, String>, now: Timestamp) {
     match events {
-        Ok(events) if events.is_empty() => field(&mut out, "Events", "<none>"),
+        Ok(events) if events.is_empty() => field(out, "Events", "<none>"),
         Ok(events) => {
             out.push_str("Events:\n");
             let mut table = Table::new(
@@ -251,9 +270,8 @@ pub fn describe_text(
                 out.push_str(&format!("  {line}\n"));
             }
         }
-        Err(message) => field(&mut out, "Events", &format!("<cannot list: {message}>")),
+        Err(message) => field(out, "Events", &format!("<cannot list: {message}>")),
     }
-    out
 }
 
 fn field(out: &mut String, key: &str, value: &str) {
@@ -331,9 +349,9 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_reads_like_kubectl_describe() {
+    fn an_object_reads_like_kubectl_describe() {
         let pod = json!({
-            "apiVersion": "v1", "kind": "Pod",
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": {"name": "web-0", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z",
                 "labels": {"app": "web", "tier": "front"},
                 "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
@@ -341,7 +359,7 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "busybox"}]},
             "status": {"phase": "Running"}
         });
-        let text = describe_text(info("Pod"), &pod, &Ok(vec![]), now());
+        let text = describe_text(info("ReplicaSet"), &pod, &Ok(vec![]), now());
         assert_eq!(
             text,
             "Name:               web-0\n\

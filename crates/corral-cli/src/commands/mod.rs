@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cluster;
 pub mod delete;
 pub mod describe;
+pub mod describe_pod;
 pub mod get;
 pub mod logs;
 
