@@ -266,13 +266,7 @@ fn volume_lines(out: &mut String, v: &Value) {
             line(out, 4, "Medium", w, &s(src, "/medium"));
         }
         "hostPath" => {
-            line(
-                out,
-                4,
-                "Type",
-                w,
-                &format!("HostPath (bare host directory volume)"),
-            );
+            line(out, 4, "Type", w, "HostPath (bare host directory volume)");
             line(out, 4, "Path", w, &s(src, "/path"));
             line(out, 4, "HostPathType", w, &s(src, "/type"));
         }
