@@ -35,7 +35,7 @@ async fn a_write_through_any_server_is_readable_through_every_other() {
     }
     let list = c
         .client_of(2)
-        .list("ConfigMap", Some("default"), &ListOptions::default())
+        .list("ConfigMap", Some("default"), &corral_tests::test_objects())
         .await
         .expect("list");
     assert_eq!(list.items.len(), 3);

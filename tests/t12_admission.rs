@@ -154,7 +154,11 @@ async fn generate_name_and_selectors_work_as_in_kubernetes() {
         .expect("list");
     assert_eq!(names(b), ["b1", "b2"]);
     let not_b = client
-        .list("ConfigMap", Some("default"), &opts("tier notin (b)", ""))
+        .list(
+            "ConfigMap",
+            Some("default"),
+            &opts("tier notin (b)", corral_tests::NOT_CLUSTER_MADE),
+        )
         .await
         .expect("list");
     assert_eq!(names(not_b).len(), 2);

@@ -140,7 +140,7 @@ async fn a_killed_server_restarts_from_its_data_dir_and_catches_up() {
                 Some("default"),
                 &ListOptions {
                     stale_ok: true,
-                    ..Default::default()
+                    ..corral_tests::test_objects()
                 },
             )
             .await
@@ -209,7 +209,7 @@ async fn a_server_down_while_the_log_was_purged_catches_up_through_a_snapshot() 
             Some("default"),
             &ListOptions {
                 stale_ok: true,
-                ..Default::default()
+                ..corral_tests::test_objects()
             },
         )
         .await

@@ -452,6 +452,18 @@ where
     }
 }
 
+/// A field selector leaving out the objects the cluster makes by itself in every namespace (the
+/// `kube-root-ca.crt` ConfigMap, as Kubernetes has): for tests that count their own objects.
+pub const NOT_CLUSTER_MADE: &str = "metadata.name!=kube-root-ca.crt";
+
+/// List options selecting only the objects a test made (see [`NOT_CLUSTER_MADE`]).
+pub fn test_objects() -> corral_client::ListOptions {
+    corral_client::ListOptions {
+        field_selector: NOT_CLUSTER_MADE.into(),
+        ..Default::default()
+    }
+}
+
 /// The status of condition `kind` of an object ("" when absent).
 pub fn condition(obj: &serde_json::Value, kind: &str) -> String {
     obj.pointer("/status/conditions")

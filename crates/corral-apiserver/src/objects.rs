@@ -199,6 +199,9 @@ impl Objects {
         let info = kind_of(&kind)?;
         defaults::apply_defaults(&mut obj);
         corral_api::admission::admit_new_pod(&mut obj);
+        if info.kind == "Namespace" {
+            add_namespace_finalizer(&mut obj);
+        }
         let name = str_at(&obj, "/metadata/name");
         let generate = str_at(&obj, "/metadata/generateName");
         if name.is_empty() && !generate.is_empty() {
@@ -411,7 +414,8 @@ impl Objects {
                 && next
                     .pointer("/metadata/finalizers")
                     .and_then(Value::as_array)
-                    .is_none_or(|f| f.is_empty());
+                    .is_none_or(|f| f.is_empty())
+                && !has_namespace_finalizers(&next);
             let action = if finalizing {
                 Action::Delete
             } else {
@@ -519,7 +523,8 @@ impl Objects {
                 _ => {}
             }
             let graceful = graceful_seconds(info, &old, opts.grace_period_seconds);
-            let action = if finalizers.is_empty() && graceful.is_none() {
+            let namespace_held = has_namespace_finalizers(&old);
+            let action = if finalizers.is_empty() && graceful.is_none() && !namespace_held {
                 Action::Delete
             } else {
                 let m = meta_mut(&mut next);
@@ -590,6 +595,73 @@ fn graceful_seconds(info: &KindInfo, obj: &Value, requested: Option<i64>) -> Opt
     (grace > 0).then_some(grace)
 }
 
+/// The namespace finalizer of Kubernetes' namespace controller: while a namespace's
+/// `spec.finalizers` holds it (or any other), deleting the namespace marks it `Terminating`; the
+/// controller empties it, removes the finalizer, and that update deletes it.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
+/// As Kubernetes' namespace strategy on create: `spec.finalizers` always holds `kubernetes`.
+fn add_namespace_finalizer(obj: &mut Value) {
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
+    let spec = root.entry("spec").or_insert_with(|| json!({}));
+    if !spec.is_object() {
+        return; // left for validation to report
+    }
+    let finalizers = &mut spec["finalizers"];
+    match finalizers {
+        Value::Array(list) if !list.iter().any(|f| f == NAMESPACE_FINALIZER) => {
+            list.push(json!(NAMESPACE_FINALIZER));
+        }
+        Value::Null => *finalizers = json!([NAMESPACE_FINALIZER]),
+        _ => {} // present already, or left for validation to report
+    }
+}
+
+/// Whether the object is a Namespace whose `spec.finalizers` is not empty.
+fn has_namespace_finalizers(obj: &Value) -> bool {
+    str_at(obj, "/kind") == "Namespace"
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+}
+
+/// A namespace's `spec.finalizers` changes only through its finalization (Kubernetes' `finalize`
+/// subresource): an update keeps them while the namespace is active, and may only remove some
+/// once it is terminating.
+fn keep_namespace_finalizers(old: &Value, next: &mut Value) {
+    let old_list: Vec<Value> = old
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let kept: Vec<Value> = if old.pointer("/metadata/deletionTimestamp").is_some() {
+        let wanted = next
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        old_list
+            .into_iter()
+            .filter(|f| wanted.contains(f))
+            .collect()
+    } else {
+        old_list
+    };
+    if kept.is_empty() {
+        if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("finalizers");
+        }
+    } else if let Some(root) = next.as_object_mut() {
+        let spec = root.entry("spec").or_insert_with(|| json!({}));
+        if let Some(spec) = spec.as_object_mut() {
+            spec.insert("finalizers".into(), Value::Array(kept));
+        }
+    }
+}
+
 fn first_value(results: Vec<corral_store::OpResult>) -> Result<Value, ApiError> {
     let r = results
         .into_iter()
@@ -622,6 +694,9 @@ fn admit_update(old: &Value, mut next: Value, status_only: bool) -> Result<Value
         return Ok(next);
     }
     defaults::apply_defaults(&mut next);
+    if info.kind == "Namespace" {
+        keep_namespace_finalizers(old, &mut next);
+    }
     // The status subresource is written only through UpdateStatus.
     if info.has_status {
         match old.get("status") {
@@ -699,6 +774,29 @@ mod tests {
         let admitted = admit_update(&old, next, true).expect("valid");
         assert_eq!(admitted["status"]["phase"], "Running");
         assert!(admitted["spec"].get("nodeName").is_none());
+    }
+
+    #[test]
+    fn namespaces_keep_their_finalizer_until_they_are_finalized() {
+        let mut ns = json!({"kind": "Namespace", "metadata": {"name": "prod"}});
+        add_namespace_finalizer(&mut ns);
+        assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+        add_namespace_finalizer(&mut ns);
+        assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+        assert!(has_namespace_finalizers(&ns));
+        // Active: an update cannot drop it.
+        let mut next = json!({"kind": "Namespace", "metadata": {"name": "prod"}});
+        keep_namespace_finalizers(&ns, &mut next);
+        assert_eq!(next["spec"]["finalizers"], json!(["kubernetes"]));
+        // Terminating: it can be removed, never added.
+        ns["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let mut next = json!({"kind": "Namespace", "metadata": {"name": "prod"},
+                              "spec": {"finalizers": ["other"]}});
+        keep_namespace_finalizers(&ns, &mut next);
+        assert_eq!(next["spec"].get("finalizers"), None);
+        assert!(!has_namespace_finalizers(&next));
+        let cm = json!({"kind": "ConfigMap", "spec": {"finalizers": ["x"]}});
+        assert!(!has_namespace_finalizers(&cm));
     }
 
     #[test]

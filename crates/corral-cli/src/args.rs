@@ -53,6 +53,15 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Print a container's log: -f follows it, -p the previous run, --tail N the last N lines.
     Logs(LogsArgs),
+    /// Set a new size for deployments, replica sets or stateful sets.
+    Scale(ScaleArgs),
+    /// Change fields of existing objects (set image).
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Manage the rollout of deployments (and daemon sets and stateful sets): status, history,
+    /// undo, pause, resume, restart.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Inspect and change the control plane's membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -158,6 +167,147 @@ pub struct LogsArgs {
     /// Lines of the most recent log to show; -1 shows all.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub tail: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// KIND/NAME..., or KIND NAME... (deployment, replicaset, statefulset).
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// The new desired number of replicas (required, 0 or more).
+    #[arg(long, allow_negative_numbers = true)]
+    pub replicas: Option<i64>,
+    /// Precondition: scale only while the current size is this (-1: no precondition).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub current_replicas: i64,
+    /// Precondition: scale only while the object's resourceVersion is this.
+    #[arg(long)]
+    pub resource_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SetCommand {
+    /// Update the image of containers: `set image KIND/NAME CONTAINER=IMAGE...` (`*=IMAGE` sets
+    /// every container).
+    Image(SetImageArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SetImageArgs {
+    /// The objects (KIND/NAME... or KIND NAME...), then CONTAINER=IMAGE pairs.
+    #[arg(required = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolloutCommand {
+    /// Show the status of the rollout, watching it until it is done.
+    Status(RolloutStatusArgs),
+    /// Show the revisions of a rollout (and one revision's pod template with --revision).
+    History(RolloutHistoryArgs),
+    /// Roll back to the previous revision, or to --to-revision.
+    Undo(RolloutUndoArgs),
+    /// Pause a deployment: changes to its template start no rollout until it is resumed.
+    Pause(RolloutTargetArgs),
+    /// Resume a paused deployment.
+    Resume(RolloutTargetArgs),
+    /// Restart every pod of a deployment, daemon set or stateful set with a new rollout.
+    Restart(RolloutTargetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutTargetArgs {
+    /// KIND/NAME..., KIND NAME..., or KIND alone for every object of the kind.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutStatusArgs {
+    /// KIND/NAME or KIND NAME (one object).
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// Watch the status of the rollout until it is done (--watch=false: print it once).
+    #[arg(
+        short = 'w',
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub watch: bool,
+    /// How long to wait before giving up (e.g. 30s, 2m, 1h); 0 waits forever.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Pin to a revision: fail if the deployment moves to another one (0: the latest).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub revision: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutHistoryArgs {
+    /// KIND/NAME..., KIND NAME..., or KIND alone.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// Show the pod template of this revision.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub revision: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutUndoArgs {
+    /// KIND/NAME..., KIND NAME..., or KIND alone.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// The revision to roll back to (0: the previous one).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub to_revision: i64,
+}
+
+/// A Go duration as kubectl takes it: `0`, or numbers with units (`ns`, `us`, `µs`, `ms`, `s`, `m`,
+/// `h`), e.g. `1m30s`, `1.5h`, `500ms`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = |why: &str| format!("{why} in duration \"{text}\" (e.g. 30s, 2m, 1h)");
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest.starts_with('-') {
+        return Err(bad("a negative value"));
+    }
+    if rest.is_empty() {
+        return Err(bad("no value"));
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        if number.is_empty() || number == "." {
+            return Err(bad("a number is missing"));
+        }
+        let value: f64 = number.parse().map_err(|_| bad("a bad number"))?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(bad("a unit is missing")),
+            _ => return Err(bad(&format!("unknown unit \"{unit}\""))),
+        };
+        total += value * seconds;
+        rest = after;
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad("an out-of-range value"))
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -357,6 +507,110 @@ mod tests {
 
         assert!(parse(&["logs"]).is_err());
         assert!(parse(&["logs", "web", "--tail", "many"]).is_err());
+    }
+
+    #[test]
+    fn scale_takes_replicas_and_preconditions() {
+        let cli = parse(&[
+            "scale",
+            "deploy/web",
+            "--replicas",
+            "5",
+            "--current-replicas=3",
+        ])
+        .expect("valid");
+        let Command::Scale(s) = cli.command else {
+            panic!("scale")
+        };
+        assert_eq!(
+            (s.args, s.replicas, s.current_replicas),
+            (vec!["deploy/web".to_string()], Some(5), 3)
+        );
+        let cli = parse(&["scale", "deployment", "web", "--replicas=-1"]).expect("valid");
+        let Command::Scale(s) = cli.command else {
+            panic!("scale")
+        };
+        assert_eq!((s.replicas, s.current_replicas), (Some(-1), -1));
+        assert!(parse(&["scale", "--replicas", "2"]).is_err());
+    }
+
+    #[test]
+    fn set_image_takes_objects_then_pairs() {
+        let cli = parse(&["set", "image", "deploy/web", "app=app:2", "-n", "prod"]).expect("valid");
+        assert_eq!(cli.namespace(), "prod");
+        let Command::Set(SetCommand::Image(s)) = cli.command else {
+            panic!("set image")
+        };
+        assert_eq!(s.args, ["deploy/web", "app=app:2"]);
+        assert!(parse(&["set", "image"]).is_err());
+        assert!(parse(&["set", "env", "deploy/web"]).is_err());
+    }
+
+    #[test]
+    fn rollout_subcommands_take_their_flags() {
+        let cli = parse(&["rollout", "status", "deploy/web"]).expect("valid");
+        let Command::Rollout(RolloutCommand::Status(s)) = cli.command else {
+            panic!("status")
+        };
+        assert_eq!(
+            (s.watch, s.timeout, s.revision),
+            (true, std::time::Duration::ZERO, 0)
+        );
+        let cli = parse(&[
+            "rollout",
+            "status",
+            "deploy/web",
+            "--watch=false",
+            "--timeout",
+            "1m30s",
+        ])
+        .expect("valid");
+        let Command::Rollout(RolloutCommand::Status(s)) = cli.command else {
+            panic!("status")
+        };
+        assert_eq!(
+            (s.watch, s.timeout),
+            (false, std::time::Duration::from_secs(90))
+        );
+        let cli = parse(&["rollout", "status", "-w", "deploy/web"]).expect("valid");
+        let Command::Rollout(RolloutCommand::Status(s)) = cli.command else {
+            panic!("status")
+        };
+        assert!(s.watch);
+        assert!(parse(&["rollout", "status", "deploy/web", "--timeout", "5"]).is_err());
+
+        let cli = parse(&["rollout", "undo", "deploy/web", "--to-revision=2"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Rollout(RolloutCommand::Undo(RolloutUndoArgs { to_revision: 2, .. }))
+        ));
+        let cli =
+            parse(&["rollout", "history", "deployment", "web", "--revision", "3"]).expect("valid");
+        let Command::Rollout(RolloutCommand::History(h)) = cli.command else {
+            panic!("history")
+        };
+        assert_eq!((h.args.len(), h.revision), (2, 3));
+        for verb in ["pause", "resume", "restart"] {
+            assert!(parse(&["rollout", verb, "deploy/web"]).is_ok(), "{verb}");
+            assert!(parse(&["rollout", verb]).is_err(), "{verb}");
+        }
+    }
+
+    #[test]
+    fn durations_read_like_go() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("+1s"), Ok(Duration::from_secs(1)));
+        for bad in ["", "5", "s", "1d", "-1s", "1..5s", "1s2"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains(&format!("\"{bad}\"")), "{err}");
+        }
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub async fn run(
         Command::Describe(a) => commands::describe::run(&mut ctx, a).await,
         Command::Delete(a) => commands::delete::run(&mut ctx, a).await,
         Command::Logs(a) => commands::logs::run(&mut ctx, a).await,
+        Command::Scale(a) => commands::scale::run(&mut ctx, a).await,
+        Command::Set(args::SetCommand::Image(a)) => commands::set_image::run(&mut ctx, a).await,
+        Command::Rollout(c) => commands::rollout::run(&mut ctx, c).await,
         Command::Cluster(c) => commands::cluster::run(&mut ctx, c).await,
     };
     ctx.out.flush().map_err(CliError::Output)?;

@@ -5,13 +5,17 @@
 //! Layout:
 //! - [`runtime`]: the control-loop runtime: a workqueue (dedupe, one reconcile per key at a
 //!   time, per-key exponential back-off), expectations, periodic resync.
-//! - [`replicaset`]: ReplicaSet → pods. [`job`], [`cronjob`]: batch.
+//! - [`replicaset`]: ReplicaSet → pods; [`deployment`]: Deployment → ReplicaSets (rolling
+//!   update, Recreate, revisions); [`daemonset`]: one pod per eligible node. [`job`],
+//!   [`cronjob`]: batch.
 //! - [`gc`]: garbage collection by ownerReferences; [`namespace`]: namespace deletion;
 //!   [`serviceaccount`]: the default ServiceAccount and its token in every namespace.
 //! - [`node_lifecycle`]: node heartbeats → `Ready=Unknown`, the `not-ready` / `unreachable`
 //!   taints, pods marked not ready, and taint-based eviction of the pods on tainted nodes.
 
 pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
 pub mod gc;
 pub mod job;
 pub mod namespace;

@@ -65,7 +65,9 @@ pub struct ServerArgs {
 /// The leader-run components' settings.
 #[derive(Args, Debug, Clone)]
 pub struct LeaderArgs {
-    /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle).
+    /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle,
+    /// replicaset, deployment, daemonset, job, cronjob, garbage-collector, namespace,
+    /// serviceaccount).
     #[arg(long, env = "CORRAL_DISABLE_LEADER_COMPONENTS", value_delimiter = ',')]
     pub disable_leader_components: Vec<String>,
     /// Seconds without a heartbeat before a node turns Ready=Unknown (Kubernetes'
@@ -106,7 +108,35 @@ impl LeaderArgs {
 }
 
 /// The leader-run components a server can run.
-pub const LEADER_COMPONENTS: [&str; 2] = ["scheduler", "node-lifecycle"];
+pub const LEADER_COMPONENTS: [&str; 10] = [
+    "scheduler",
+    "node-lifecycle",
+    "replicaset",
+    "deployment",
+    "daemonset",
+    "job",
+    "cronjob",
+    "garbage-collector",
+    "namespace",
+    "serviceaccount",
+];
+
+/// Registers the leader-run component `name` (unless disabled) running `f` with its own client.
+fn register_with_client<F, Fut>(
+    host: &mut LeaderHost,
+    leader: &LeaderArgs,
+    client: &corral_client::Client,
+    name: &'static str,
+    f: F,
+) where
+    F: Fn(corral_client::Client, CancellationToken) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if leader.enabled(name) {
+        let client = client.clone();
+        host.register(name, component(move |t| f(client.clone(), t)));
+    }
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
@@ -359,32 +389,44 @@ pub async fn start(
     // The scheduler and controllers use the API like any client (through this server, which
     // forwards writes to the leader, i.e. to itself while they run).
     let client = corral_client::Client::connect(&[loopback(api).to_string()])?;
-    if leader.enabled("scheduler") {
-        let client = client.clone();
-        host.register(
-            "scheduler",
-            component(move |t| {
-                corral_scheduler::driver::run(
-                    client.clone(),
-                    corral_scheduler::driver::SchedulerOptions::default(),
-                    t,
-                )
-            }),
-        );
-    }
-    if leader.enabled("node-lifecycle") {
-        let client = client.clone();
-        let opts = corral_controllers::node_lifecycle::NodeLifecycleOptions {
-            grace_period: Duration::from_secs(leader.node_grace_seconds),
-            monitor_period: Duration::from_secs(leader.node_monitor_seconds.max(1)),
-        };
-        host.register(
-            "node-lifecycle",
-            component(move |t| {
-                corral_controllers::node_lifecycle::run(client.clone(), opts.clone(), t)
-            }),
-        );
-    }
+    use corral_controllers::{
+        cronjob, daemonset, deployment, gc, job, namespace, node_lifecycle, replicaset,
+        serviceaccount,
+    };
+    register_with_client(&mut host, leader, &client, "scheduler", |c, t| {
+        corral_scheduler::driver::run(c, corral_scheduler::driver::SchedulerOptions::default(), t)
+    });
+    let lifecycle = node_lifecycle::NodeLifecycleOptions {
+        grace_period: Duration::from_secs(leader.node_grace_seconds),
+        monitor_period: Duration::from_secs(leader.node_monitor_seconds.max(1)),
+    };
+    register_with_client(&mut host, leader, &client, "node-lifecycle", move |c, t| {
+        node_lifecycle::run(c, lifecycle.clone(), t)
+    });
+    register_with_client(&mut host, leader, &client, "replicaset", |c, t| {
+        replicaset::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "deployment", |c, t| {
+        deployment::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "daemonset", |c, t| {
+        daemonset::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "job", |c, t| {
+        job::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "cronjob", |c, t| {
+        cronjob::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "garbage-collector", |c, t| {
+        gc::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "namespace", |c, t| {
+        namespace::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "serviceaccount", |c, t| {
+        serviceaccount::run(c, Default::default(), t)
+    });
     if leader_probe {
         let (objects, metrics) = (objects.clone(), metrics.clone());
         host.register(

@@ -8,11 +8,16 @@ pub mod describe;
 pub mod describe_pod;
 pub mod get;
 pub mod logs;
+pub mod rollout;
+pub mod scale;
+pub mod set_image;
 
 use std::io::{Read, Write};
 
+use corral_api::ApiError;
 use corral_api::kinds::{self, KindInfo};
-use corral_client::Client;
+use corral_client::{Client, ListOptions};
+use serde_json::Value;
 
 use crate::error::CliError;
 
@@ -95,6 +100,81 @@ pub fn targets(first: &str, rest: &[String]) -> Result<(&'static KindInfo, Vec<S
     }
     let kind = kind.ok_or_else(|| CliError::Usage("no resource given".into()))?;
     Ok((kind, names))
+}
+
+/// The objects a command acts on, read from the server.
+pub struct Fetched {
+    pub info: &'static KindInfo,
+    pub objects: Vec<Value>,
+    /// Names that could not be read (each already reported on stderr).
+    pub failed: usize,
+}
+
+/// Reads the objects `KIND NAME...` or `KIND/NAME...` name, in the order given. A kind alone
+/// means every object of the kind in the namespace when `all_when_unnamed`, else it is kubectl's
+/// usage error. A name that cannot be read is reported on stderr and counted; no server answering
+/// ends the command.
+pub async fn fetch_named(
+    ctx: &mut Ctx<'_>,
+    args: &[String],
+    all_when_unnamed: bool,
+) -> Result<Fetched, CliError> {
+    let Some((first, rest)) = args.split_first() else {
+        return Err(CliError::Usage("required resource not specified".into()));
+    };
+    let (info, names) = targets(first, rest)?;
+    let namespace = ctx.object_namespace(info);
+    if names.is_empty() {
+        if !all_when_unnamed {
+            return Err(CliError::Usage(
+                "resource(s) were provided, but no name was specified".into(),
+            ));
+        }
+        let list = ctx
+            .client
+            .list(
+                info.kind,
+                ctx.list_namespace(info).as_deref(),
+                &ListOptions::default(),
+            )
+            .await?;
+        let mut objects = list.items;
+        objects.sort_by(|a, b| corral_api::object::name(a).cmp(corral_api::object::name(b)));
+        if objects.is_empty() {
+            ctx.warn(&format!("No resources found in {namespace} namespace."))?;
+        }
+        return Ok(Fetched {
+            info,
+            objects,
+            failed: 0,
+        });
+    }
+    let mut objects = Vec::new();
+    let mut failed = 0;
+    for name in &names {
+        match ctx.client.get(info.kind, &namespace, name).await {
+            Ok(o) => objects.push(o),
+            Err(e @ ApiError::Unavailable { .. }) => return Err(e.into()),
+            Err(e) => {
+                failed += 1;
+                ctx.warn(&crate::output::api_error_line(&e))?;
+            }
+        }
+    }
+    Ok(Fetched {
+        info,
+        objects,
+        failed,
+    })
+}
+
+/// `deployments.apps`: the plural resource, qualified by its group unless core (as kubectl names
+/// an object in per-object errors: `deployments.apps "web" is already paused`).
+pub fn group_resource(info: &KindInfo) -> String {
+    match info.group() {
+        "" => info.plural.to_string(),
+        group => format!("{}.{group}", info.plural),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! A tiny in-memory Corral API server for tests, on 127.0.0.1: create, get, list, update,
-//! delete, watch (kind filter only; selectors are ignored) and cluster status.
+//! merge patch, delete, watch (kind filter only; selectors are ignored) and cluster status.
 //!
 //! Each server runs in its own thread and Tokio runtime so that killing it drops every connection
 //! at once, as a killed process would. Servers started on one `Store` behave like the members of one
@@ -105,6 +105,26 @@ fn key_of(object: &Value) -> Result<(String, String, String), Status> {
 
 fn parse(text: &str) -> Result<Value, Status> {
     serde_json::from_str(text).map_err(|e| status(ApiError::bad_request(e.to_string())))
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(map) = target {
+        for (k, v) in fields {
+            if v.is_null() {
+                map.remove(k);
+            } else {
+                merge_patch(map.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -244,9 +264,45 @@ impl Api for Fake {
 
     async fn patch(
         &self,
-        _: Request<pb::PatchRequest>,
+        req: Request<pb::PatchRequest>,
     ) -> Result<Response<pb::ObjectResponse>, Status> {
-        Err(Status::unimplemented("not in this fake"))
+        self.0.check_available()?;
+        let r = req.into_inner();
+        let patch = parse(&r.merge_patch)?;
+        let key = (r.kind, r.namespace, r.name);
+        let mut state = self.0.lock();
+        let Some(mut object) = state.objects.get(&key).cloned() else {
+            return Err(status(ApiError::NotFound {
+                kind: key.0,
+                namespace: key.1,
+                name: key.2,
+            }));
+        };
+        let asked = patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let actual = object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !asked.is_empty() && asked != actual {
+            return Err(status(ApiError::Conflict {
+                kind: key.0,
+                name: key.2,
+                field: "metadata.resourceVersion".into(),
+                expected: asked.into(),
+                actual,
+            }));
+        }
+        merge_patch(&mut object, &patch);
+        let stored = self
+            .0
+            .write(&mut state, pb::watch_event::Type::Modified, object);
+        state.objects.insert(key, stored.clone());
+        Ok(Response::new(pb::ObjectResponse {
+            object: stored.to_string(),
+        }))
     }
 
     async fn delete(
