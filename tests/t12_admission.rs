@@ -8,6 +8,12 @@ use corral_client::{DeleteOptions, GetOptions, ListOptions, PropagationPolicy};
 use corral_tests::TestCluster;
 use serde_json::json;
 
+/// These tests are about admission: no controller may write to the objects they examine.
+const NO_CONTROLLERS: [&str; 2] = [
+    "--disable-leader-components",
+    "replicaset,deployment,daemonset,job,cronjob,garbage-collector,namespace,serviceaccount",
+];
+
 const T: Duration = Duration::from_secs(20);
 
 fn deployment(name: &str, replicas: i64, app: &str) -> serde_json::Value {
@@ -25,7 +31,7 @@ fn deployment(name: &str, replicas: i64, app: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_sets_identity_defaults_and_bumps_generation_only_on_spec_changes() {
-    let c = TestCluster::start(1, &[]);
+    let c = TestCluster::start(1, &NO_CONTROLLERS);
     c.leader(T).await;
     let client = c.client();
     let created = client
@@ -115,7 +121,7 @@ async fn admission_sets_identity_defaults_and_bumps_generation_only_on_spec_chan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_name_and_selectors_work_as_in_kubernetes() {
-    let c = TestCluster::start(1, &[]);
+    let c = TestCluster::start(1, &NO_CONTROLLERS);
     c.leader(T).await;
     let client = c.client();
     let a = client
@@ -176,7 +182,7 @@ async fn generate_name_and_selectors_work_as_in_kubernetes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalizers_hold_a_deleted_object_until_they_are_removed() {
-    let c = TestCluster::start(1, &[]);
+    let c = TestCluster::start(1, &NO_CONTROLLERS);
     c.leader(T).await;
     let client = c.client();
     client
