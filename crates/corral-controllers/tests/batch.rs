@@ -9,97 +9,19 @@
 //! - A CronJob with an injected clock starts a Job per schedule, skips a run under `Forbid` while
 //!   a Job is active, and starts the missed run once that Job completes.
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_api::ApiError;
 use corral_client::{Client, ListOptions};
 use corral_controllers::cronjob::{self, CronJobOptions};
 use corral_controllers::job::{self, JobOptions, PodFailureBackoff};
 use corral_controllers::node_lifecycle::Clock;
-use corral_store::{Store, StoreConfig};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("{what}: not within {WAIT:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-struct Server {
-    client: Client,
-    shutdown: CancellationToken,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let peer_addr = peer.local_addr().expect("addr").to_string();
-    drop(peer);
-    let mut peers = BTreeMap::new();
-    peers.insert(1, peer_addr.clone());
-    let store = Store::open(StoreConfig::new(
-        1,
-        dir.path().to_path_buf(),
-        peer_addr,
-        peers,
-    ))
-    .await
-    .expect("the store opens");
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = api.local_addr().expect("addr").to_string();
-    let shutdown = CancellationToken::new();
-    let metrics = corral_apiserver::Metrics::new();
-    tokio::spawn(corral_apiserver::serve_grpc(
-        api,
-        store.clone(),
-        metrics,
-        shutdown.clone(),
-    ));
-    let client = Client::connect(&[addr]).expect("a client");
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-    eventually("the namespace is created", || async {
-        match client.create(&ns).await {
-            Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-    Server {
-        client,
-        shutdown,
-        store,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.store.shutdown().await;
-    }
-}
+mod support;
+use support::{eventually, server};
 
 fn job_options() -> JobOptions {
     JobOptions {

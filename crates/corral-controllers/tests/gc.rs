@@ -5,8 +5,6 @@
 //! second; deleting a namespace empties it and then removes it; a new namespace gets its
 //! `default` ServiceAccount, the account's token Secret and `kube-root-ca.crt`.
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,80 +13,15 @@ use corral_client::{Client, DeleteOptions, PropagationPolicy};
 use corral_controllers::gc::{self, GcOptions};
 use corral_controllers::namespace::{self, NamespaceOptions};
 use corral_controllers::serviceaccount::{self, ServiceAccountOptions};
-use corral_store::{Store, StoreConfig};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("{what}: not within {WAIT:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-struct Server {
-    client: Client,
-    shutdown: CancellationToken,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.store.shutdown().await;
-    }
-}
+mod support;
+use support::{Server, eventually};
 
 /// One server with the `default` namespace, running the three controllers.
 async fn server() -> Server {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let peer_addr = peer.local_addr().expect("addr").to_string();
-    drop(peer);
-    let mut peers = BTreeMap::new();
-    peers.insert(1, peer_addr.clone());
-    let store = Store::open(StoreConfig::new(
-        1,
-        dir.path().to_path_buf(),
-        peer_addr,
-        peers,
-    ))
-    .await
-    .expect("the store opens");
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = api.local_addr().expect("addr").to_string();
-    let shutdown = CancellationToken::new();
-    let metrics = corral_apiserver::Metrics::new();
-    tokio::spawn(corral_apiserver::serve_grpc(
-        api,
-        store.clone(),
-        metrics,
-        shutdown.clone(),
-    ));
-    let client = Client::connect(&[addr]).expect("a client");
-    let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-    eventually("the default namespace is created", || async {
-        match client.create(&obj).await {
-            Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
+    let server = support::server().await;
+    let (client, shutdown) = (server.client.clone(), server.shutdown.clone());
     tokio::spawn(gc::run(
         client.clone(),
         GcOptions::default(),
@@ -104,12 +37,7 @@ async fn server() -> Server {
         ServiceAccountOptions::default(),
         shutdown.clone(),
     ));
-    Server {
-        client,
-        shutdown,
-        store,
-        _dir: dir,
-    }
+    server
 }
 
 fn owner_ref(owner: &Value, block: bool) -> Value {

@@ -3,88 +3,16 @@
 //! as their tolerations run out, a user's NoExecute taint evicts the pods that do not tolerate
 //! it, and a node that heartbeats again loses the controller's taints (and keeps the user's).
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use corral_api::ApiError;
 use corral_client::Client;
 use corral_controllers::node_lifecycle::{self, NodeLifecycleOptions};
-use corral_store::{Store, StoreConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("{what}: not within {WAIT:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-struct Server {
-    client: Client,
-    shutdown: CancellationToken,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let peer_addr = peer.local_addr().expect("addr").to_string();
-    drop(peer);
-    let mut peers = BTreeMap::new();
-    peers.insert(1, peer_addr.clone());
-    let store = Store::open(StoreConfig::new(
-        1,
-        dir.path().to_path_buf(),
-        peer_addr,
-        peers,
-    ))
-    .await
-    .expect("the store opens");
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = api.local_addr().expect("addr").to_string();
-    let shutdown = CancellationToken::new();
-    let metrics = corral_apiserver::Metrics::new();
-    tokio::spawn(corral_apiserver::serve_grpc(
-        api,
-        store.clone(),
-        metrics,
-        shutdown.clone(),
-    ));
-    let client = Client::connect(&[addr]).expect("a client");
-    for ns in ["default", "kube-node-lease"] {
-        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        eventually("namespaces are created", || async {
-            match client.create(&obj).await {
-                Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await;
-    }
-    Server {
-        client,
-        shutdown,
-        store,
-        _dir: dir,
-    }
-}
+mod support;
+use support::{eventually, server};
 
 fn now() -> String {
     node_lifecycle::format_time(jiff::Timestamp::now())
