@@ -1205,4 +1205,27 @@ spec:
         },
     )
     .await;
+
+    // A node that leaves (its agent stopped, its Node removed) loses its pod.
+    c.agents[2].kill();
+    client
+        .delete("Node", "", "n3", &DeleteOptions::default())
+        .await
+        .expect("delete node n3");
+    one_per_node(&["n1", "n2"]).await;
+    eventually(
+        "the DaemonSet's status without the third node",
+        LONG,
+        || async {
+            let ds = get(&client, "DaemonSet", "default", "node-agent").await?;
+            if int(&ds, "/status/desiredNumberScheduled") == 2
+                && int(&ds, "/status/currentNumberScheduled") == 2
+            {
+                Ok(())
+            } else {
+                Err(ds["status"].to_string())
+            }
+        },
+    )
+    .await;
 }
