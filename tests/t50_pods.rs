@@ -589,21 +589,41 @@ spec:
         c.nodes_ready(LONG).await;
     }
     // The agent has re-read its pods and reported: same container, nothing started twice.
-    let after = eventually("the adopted pod reported again", LONG, || async {
-        let p = pod(&client, "steady").await?;
-        let hb = client
+    let renew_time = || async {
+        let lease = client
             .get("Lease", "kube-node-lease", "n1")
             .await
             .map_err(|e| e.to_string())?;
-        if phase(&p) == "Running" && hb["spec"]["renewTime"].is_string() {
-            Ok(p)
+        Ok::<String, String>(
+            lease["spec"]["renewTime"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    let (after, renewed) = eventually("the adopted pod reported again", LONG, || async {
+        let p = pod(&client, "steady").await?;
+        let renewed = renew_time().await?;
+        if phase(&p) == "Running" && !renewed.is_empty() {
+            Ok((p, renewed))
         } else {
             Err(p["status"].to_string())
         }
     })
     .await;
-    // A full heartbeat later the pod is still the same run.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Two heartbeats of the restarted agent later the pod is still the same run.
+    let mut last = renewed;
+    for _ in 0..2 {
+        let before_beat = last.clone();
+        last = eventually("another heartbeat", LONG, || {
+            let before_beat = before_beat.clone();
+            async move {
+                let now = renew_time().await?;
+                if now > before_beat { Ok(now) } else { Err(now) }
+            }
+        })
+        .await;
+    }
     let after2 = pod(&client, "steady").await.expect("pod");
     for p in [&after, &after2] {
         let st = container_status(p, "app");

@@ -229,10 +229,7 @@ async fn a_deployment_rolls_out_a_new_image_within_its_surge_and_unavailability(
                 {
                     Ok((new.clone(), old.clone(), d))
                 }
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Err(format!("{rses:?} / {}", d["status"]))
-                }
+                _ => Err(format!("{rses:?} / {}", d["status"])),
             }
         }
     })

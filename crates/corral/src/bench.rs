@@ -53,7 +53,7 @@ pub async fn run(b: BenchCommand) -> anyhow::Result<()> {
 }
 
 /// Child processes killed when dropped.
-struct Procs(Vec<Child>);
+pub(crate) struct Procs(pub(crate) Vec<Child>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
@@ -64,7 +64,7 @@ impl Drop for Procs {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -213,8 +213,28 @@ async fn run_load<T: Target>(
     (row, per_worker)
 }
 
-async fn start_corral(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<String>> {
+/// The `corral` binary: this one, or (when this is a test executable in `target/*/deps`) the
+/// one built beside it.
+pub(crate) fn corral_exe() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the corral binary")?;
+    if exe.file_stem().is_some_and(|s| s == "corral") {
+        return Ok(exe);
+    }
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("corral"))
+        .filter(|p| p.exists())
+        .with_context(|| format!("no corral binary beside {}", exe.display()))
+}
+
+/// Three `corral server` children on loopback (with `server_flags`, space-separated, added to
+/// each); answers their client addresses once the built-in namespaces exist.
+pub(crate) async fn start_corral(
+    dir: &Path,
+    server_flags: &str,
+    procs: &mut Procs,
+) -> anyhow::Result<Vec<String>> {
+    let exe = corral_exe()?;
     let peers: Vec<(u64, u16)> = (1..=3)
         .map(|i| Ok((i, free_port()?)))
         .collect::<anyhow::Result<_>>()?;
@@ -241,6 +261,7 @@ async fn start_corral(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<Strin
                     &http,
                 ])
                 .args(["--peers", &peers_flag])
+                .args(server_flags.split_whitespace())
                 .env("CORRAL_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -251,10 +272,14 @@ async fn start_corral(dir: &Path, procs: &mut Procs) -> anyhow::Result<Vec<Strin
     }
     let client = Client::connect(&apis)?;
     let deadline = Instant::now() + Duration::from_secs(30);
+    // The leader creates the built-in namespaces in order; kube-node-lease is the last.
     loop {
-        match client.get("Namespace", "", "default").await {
+        match client.get("Namespace", "", "kube-node-lease").await {
             Ok(_) => break,
-            Err(e) if Instant::now() > deadline => bail!("the Corral cluster did not come up: {e}"),
+            Err(e) if Instant::now() > deadline => bail!(
+                "the Corral cluster did not come up (logs in {}): {e}",
+                dir.display()
+            ),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
@@ -339,7 +364,7 @@ async fn store(b: StoreBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     if b.targets.iter().any(|t| t == "corral") {
         let mut procs = Procs(Vec::new());
-        let apis = start_corral(&dir, &mut procs).await?;
+        let apis = start_corral(&dir, "", &mut procs).await?;
         let clients: Vec<Client> = (0..CONNECTIONS)
             .map(|i| Client::connect(&[apis[i % apis.len()].clone()]))
             .collect::<Result<_, _>>()?;

@@ -6,7 +6,7 @@
 //! throughput as much as its latency), once paced at `--rate` creations per second.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,21 +35,6 @@ pub struct PodsBench {
     pub rate: f64,
 }
 
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn pod(name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -64,8 +49,9 @@ fn pod(name: &str) -> Value {
 pub async fn run(b: PodsBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let max = b.pods.iter().copied().max().unwrap_or(0);
+    let free_port = crate::bench::free_port;
     let (api, peer, http, agent) = (free_port()?, free_port()?, free_port()?, free_port()?);
-    let exe = std::env::current_exe()?;
+    let exe = crate::bench::corral_exe()?;
     let log = std::fs::File::create(dir.path().join("up.log"))?;
     let child = Command::new(exe)
         .args(["up", "--data-dir"])
@@ -81,7 +67,7 @@ pub async fn run(b: PodsBench) -> anyhow::Result<()> {
         .stderr(log)
         .spawn()
         .context("starting corral up")?;
-    let _up = Up(child);
+    let _up = crate::bench::Procs(vec![child]);
     let addr = format!("127.0.0.1:{api}");
     let client = Client::connect(std::slice::from_ref(&addr))?;
     wait_node_ready(&client).await?;

@@ -11,8 +11,7 @@
 //! time from its create call's answer to the watch showing it bound.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use corral_client::{Client, EventType, ListOptions};
+
+use crate::bench::Procs;
 use corral_scheduler::driver::{self, SchedulerOptions};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -58,98 +59,6 @@ pub struct SchedBench {
         default_value = "--disable-leader-components scheduler"
     )]
     pub server_flags: String,
-}
-
-/// The `corral` binary: this one, or (when this is a test executable in `target/*/deps`) the
-/// one built beside it.
-fn corral_exe() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the corral binary")?;
-    if exe.file_stem().is_some_and(|s| s == "corral") {
-        return Ok(exe);
-    }
-    let beside = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("corral"))
-        .filter(|p| p.exists())
-        .with_context(|| format!("no corral binary beside {}", exe.display()))?;
-    Ok(beside)
-}
-
-/// Child processes killed when dropped.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Three servers without their own scheduler; answers their client addresses once the
-/// built-in namespaces exist.
-async fn start_cluster(
-    dir: &Path,
-    server_flags: &str,
-    procs: &mut Procs,
-) -> anyhow::Result<Vec<String>> {
-    let exe = corral_exe()?;
-    let peers: Vec<(u64, u16)> = (1..=3)
-        .map(|i| Ok((i, free_port()?)))
-        .collect::<anyhow::Result<_>>()?;
-    let peers_flag = peers
-        .iter()
-        .map(|(i, p)| format!("{i}=127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut apis = Vec::new();
-    for (id, peer) in &peers {
-        let api = format!("127.0.0.1:{}", free_port()?);
-        let http = format!("127.0.0.1:{}", free_port()?);
-        let log = std::fs::File::create(dir.join(format!("corral-{id}.log")))?;
-        procs.0.push(
-            Command::new(&exe)
-                .args(["server", "--id", &id.to_string(), "--data-dir"])
-                .arg(dir.join(format!("corral-{id}")))
-                .args([
-                    "--listen",
-                    &api,
-                    "--peer-listen",
-                    &format!("127.0.0.1:{peer}"),
-                    "--http",
-                    &http,
-                ])
-                .args(["--peers", &peers_flag])
-                .args(server_flags.split_whitespace())
-                .env("CORRAL_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .context("starting corral server")?,
-        );
-        apis.push(api);
-    }
-    let client = Client::connect(&apis)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match client.get("Namespace", "", "kube-node-lease").await {
-            Ok(_) => break,
-            Err(e) if Instant::now() > deadline => bail!(
-                "the Corral cluster did not come up (logs in {}): {e}",
-                dir.display()
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    Ok(apis)
 }
 
 /// Clients that start at different servers (each still fails over to the others).
@@ -358,7 +267,7 @@ pub async fn run(b: SchedBench) -> anyhow::Result<()> {
     };
     let mut procs = Procs(Vec::new());
     eprintln!("starting 3 servers in {}", dir.display());
-    let apis = start_cluster(&dir, &b.server_flags, &mut procs).await?;
+    let apis = crate::bench::start_corral(&dir, &b.server_flags, &mut procs).await?;
     let pool = clients(&apis, 12)?;
     let client = pool[0].clone();
 
