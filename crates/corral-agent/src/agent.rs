@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentConfig;
 use crate::env::ConfigSource;
 use crate::logs::LogService;
+use crate::podip::PodIps;
 use crate::runtime::Runtime;
 use crate::worker::{self, Shared};
 use crate::{node, volumes};
@@ -212,6 +213,7 @@ pub async fn run(
         root: cfg.data_dir.clone(),
         node_name: cfg.name.clone(),
         node_ip: ip,
+        pod_ips: Arc::new(PodIps::new(ip, cfg.pod_ip_range)),
         backoff: cfg.backoff,
         resync: cfg.resync,
         config_changed: config_rx,

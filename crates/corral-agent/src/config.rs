@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::lifecycle::Backoff;
+use crate::podip::LoopbackRange;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -18,6 +19,9 @@ pub struct AgentConfig {
     /// The node's address (pod IP of process-runtime pods); `None`: the address this machine
     /// uses to reach the first server.
     pub node_ip: Option<IpAddr>,
+    /// Process runtime: a range inside 127.0.0.0/8 giving each pod its own address (`None`:
+    /// pods have the node's address). See [`crate::podip`].
+    pub pod_ip_range: Option<LoopbackRange>,
     /// Where the agent's own gRPC service (logs) listens.
     pub listen: SocketAddr,
     /// Capacity overrides (Kubernetes quantities); `None`: detected.
@@ -42,6 +46,7 @@ impl AgentConfig {
             name: name.into(),
             data_dir: PathBuf::from("corral-agent-data"),
             node_ip: None,
+            pod_ip_range: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 10250)),
             cpu: None,
             memory: None,

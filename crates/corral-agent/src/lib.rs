@@ -20,6 +20,7 @@ pub mod env;
 pub mod lifecycle;
 pub mod logs;
 pub mod node;
+pub mod podip;
 pub mod probe;
 pub mod runtime;
 pub mod shim;

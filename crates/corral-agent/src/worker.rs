@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::env::{self, ConfigSource, PodContext};
 use crate::lifecycle::{self, Action, Backoff, KillReason, ProbeView, StartError};
+use crate::podip::PodIps;
 use crate::probe::{self, ExecTarget, ProbeEvent, ProbeKind, ProbeState, ProbeTarget};
 use crate::runtime::{ContainerInfo, ContainerSpec, ExecOutput, Limits, Runtime, RuntimeError};
 use crate::volumes;
@@ -31,6 +32,8 @@ pub struct Shared {
     pub root: PathBuf,
     pub node_name: String,
     pub node_ip: IpAddr,
+    /// Each pod's address (the node's, unless the agent has a pod IP range).
+    pub pod_ips: Arc<PodIps>,
     pub backoff: Backoff,
     pub resync: Duration,
     /// Bumped whenever a ConfigMap or Secret changes: workers look again at once.
@@ -58,6 +61,7 @@ struct Worker {
     shared: Shared,
     uid: String,
     pod: Arc<Value>,
+    pod_ip: IpAddr,
     start_time: SystemTime,
     start_errors: HashMap<String, StartError>,
     probers: HashMap<String, Probers>,
@@ -82,10 +86,16 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
         .map(SystemTime::from)
         .unwrap_or_else(SystemTime::now);
+    let previous_ip = pod
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<IpAddr>().ok());
+    let pod_ip = shared.pod_ips.assign(&uid, previous_ip);
     let mut w = Worker {
         shared: shared.clone(),
         uid,
         pod,
+        pod_ip,
         start_time,
         start_errors: HashMap::new(),
         probers: HashMap::new(),
@@ -189,7 +199,7 @@ impl Worker {
     fn ctx(&self) -> PodContext {
         PodContext {
             node_name: self.shared.node_name.clone(),
-            pod_ip: self.shared.node_ip.to_string(),
+            pod_ip: self.pod_ip.to_string(),
             host_ip: self.shared.node_ip.to_string(),
         }
     }
@@ -305,7 +315,8 @@ impl Worker {
 
     fn plan(&self, runs: &[ContainerInfo]) -> lifecycle::Plan {
         let probes = self.probe_views();
-        let ip = self.shared.node_ip.to_string();
+        let ip = self.pod_ip.to_string();
+        let host_ip = self.shared.node_ip.to_string();
         lifecycle::plan(
             &self.pod,
             &lifecycle::Observed {
@@ -315,7 +326,7 @@ impl Worker {
                 now: SystemTime::now(),
                 backoff: self.shared.backoff,
                 pod_ip: &ip,
-                host_ip: &ip,
+                host_ip: &host_ip,
                 start_time: self.start_time,
             },
         )
@@ -497,7 +508,7 @@ impl Worker {
                 }
             }
             let target = ProbeTarget {
-                pod_ip: self.shared.node_ip,
+                pod_ip: self.pod_ip,
                 ports,
                 exec: Arc::new(Exec {
                     runtime: self.shared.runtime.clone(),
@@ -665,6 +676,7 @@ impl Worker {
     }
 
     async fn cleanup(&self) {
+        self.shared.pod_ips.release(&self.uid);
         if let Err(e) = self.shared.runtime.remove_pod(&self.uid).await {
             tracing::warn!(pod = %self.uid, error = %e, "removing a pod's runtime state");
         }

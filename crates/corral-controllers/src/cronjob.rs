@@ -14,11 +14,12 @@
 //!   (`UnknownTimeZone`, `UnparseableSchedule`) and nothing is scheduled.
 //! - **When.** The most recent start time due since `status.lastScheduleTime` (or the CronJob's
 //!   creation), and since `now - startingDeadlineSeconds` when that is set: missed times
-//!   outside the deadline are skipped. When more than 100 start times were missed, a
-//!   `TooManyMissedTimes` warning says so ("too many missed start times. Set or decrease
-//!   .spec.startingDeadlineSeconds or check clock skew") and, as Kubernetes' controller does
-//!   since its v2 rewrite, only the most recent one is started (the documentation's "does not
-//!   start the Job" describes the retired v1 controller, which then never caught up).
+//!   outside the deadline are skipped. When more than 100 start times were missed, the CronJob
+//!   is stopped as Kubernetes documents it: no Job is started and a `FailedNeedsStart` warning
+//!   says why ("Cannot determine if job needs to be started: too many missed start times
+//!   (> 100). Set or decrease .spec.startingDeadlineSeconds or check clock skew"). Setting
+//!   `startingDeadlineSeconds` (so fewer times fall in the window) lets it run again. (Kubernetes'
+//!   v2 controller only warns and runs the latest time; the documented rule is kept here.)
 //! - **Concurrency.** `Allow` starts the Job anyway; `Forbid` skips the run while a Job is active
 //!   (event `JobAlreadyActive`; the missed time is run once the active Job finishes, if still
 //!   within the deadline); `Replace` deletes the active Jobs, then starts the new one.
@@ -60,10 +61,10 @@ use crate::node_lifecycle::{format_time, parse_time};
 /// The annotation on every Job a CronJob starts: its scheduled time, RFC 3339 in the CronJob's
 /// time zone.
 pub const SCHEDULED_TIMESTAMP_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
-/// More missed start times than this give the `TooManyMissedTimes` warning.
+/// More missed start times than this stop the CronJob with a `FailedNeedsStart` warning.
 pub const MAX_MISSED_START_TIMES: i64 = 100;
 /// The warning's message, as Kubernetes words it.
-pub const MESSAGE_TOO_MANY_MISSED: &str = "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew";
+pub const MESSAGE_TOO_MANY_MISSED: &str = "Cannot determine if job needs to be started: too many missed start times (> 100). Set or decrease .spec.startingDeadlineSeconds or check clock skew";
 /// The CronJob is looked at again this long after its next start time (Kubernetes'
 /// `nextScheduleDelta`), so clocks a little apart do not miss it.
 const NEXT_SCHEDULE_DELTA: Duration = Duration::from_millis(100);
@@ -765,16 +766,15 @@ pub fn next_action(cronjob: &Value, jobs: &[&Value], now: Timestamp) -> CronActi
             }
             Ok((_, None, _)) => None,
             Ok((_, Some(t), _)) if t > now => None,
-            Ok((_, Some(t), missed)) => {
-                if missed == Missed::Many {
-                    action.events.push(event(
-                        "Warning",
-                        "TooManyMissedTimes",
-                        MESSAGE_TOO_MANY_MISSED,
-                    ));
-                }
-                Some(t)
+            Ok((_, Some(_), Missed::Many)) => {
+                action.events.push(event(
+                    "Warning",
+                    "FailedNeedsStart",
+                    MESSAGE_TOO_MANY_MISSED,
+                ));
+                None
             }
+            Ok((_, Some(t), _)) => Some(t),
         };
     action.wake_at = next_wake(created, last_schedule, now, &schedule);
     let Some(scheduled) = scheduled else {
@@ -1535,14 +1535,14 @@ mod tests {
                 vec![],
             ),
             (
-                "more than 100 missed: warned, the most recent runs",
+                "more than 100 missed: stopped with a warning, nothing runs",
                 json!({}),
                 json!({"lastScheduleTime": format_time(minute(1))}),
                 vec![],
                 at(180 * 60 + 5),
-                Some(180),
+                None,
                 vec![],
-                vec!["TooManyMissedTimes"],
+                vec!["FailedNeedsStart"],
             ),
             (
                 "more than 100 missed but a deadline: only the deadline's window counts",

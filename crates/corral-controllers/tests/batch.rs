@@ -7,7 +7,10 @@
 //! - A Job with `backoffLimit: 1` whose pods fail gets a new pod after the first failure and
 //!   `Failed` (`BackoffLimitExceeded`) after the second.
 //! - A CronJob with an injected clock starts a Job per schedule, skips a run under `Forbid` while
-//!   a Job is active, and starts the missed run once that Job completes.
+//!   a Job is active, and starts the missed run once that Job completes; under `Allow` two
+//!   Jobs run at once; under `Replace` the running Job is deleted for the new one; more than 100
+//!   missed start times stop it with a `FailedNeedsStart` event until `startingDeadlineSeconds`
+//!   narrows the window.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -536,5 +539,204 @@ async fn a_cronjob_starts_jobs_on_its_schedule_and_forbids_overlap() {
 
     stop(cron_cancel, cron_task).await;
     stop(job_cancel, job_task).await;
+    s.stop().await;
+}
+
+/// A CronJob `hello` (every minute) with `extra` merged into its spec, the Job controller and
+/// the CronJob controller on a clock the test moves, starting at the CronJob's creation.
+struct CronSetup {
+    client: Client,
+    clock: Arc<ManualClock>,
+    first_minute: i64,
+    controllers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl CronSetup {
+    async fn start(client: &Client, extra: Value) -> Self {
+        let mut spec = json!({
+            "schedule": "*/1 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "OnFailure",
+                "containers": [{"name": "hello", "image": "busybox",
+                                "command": ["sh", "-c", "date; echo Hello"]}]}}}},
+        });
+        if let (Some(s), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let cj = client
+            .create(&json!({
+                "apiVersion": "batch/v1", "kind": "CronJob",
+                "metadata": {"name": "hello", "namespace": "default"},
+                "spec": spec,
+            }))
+            .await
+            .expect("the cronjob is created");
+        let created: Timestamp = str_at(&cj, "/metadata/creationTimestamp")
+            .parse()
+            .expect("a creation time");
+        let clock = Arc::new(ManualClock(Mutex::new(created)));
+        let cron_cancel = CancellationToken::new();
+        let opts = CronJobOptions {
+            resync_period: Duration::from_millis(100),
+            batch_period: Duration::from_millis(20),
+        };
+        let cron_task = tokio::spawn(cronjob::run_with_clock(
+            client.clone(),
+            opts,
+            clock.clone(),
+            cron_cancel.clone(),
+        ));
+        CronSetup {
+            client: client.clone(),
+            clock,
+            first_minute: created.as_second().div_euclid(60) + 1,
+            controllers: vec![start_job_controller(client), (cron_cancel, cron_task)],
+        }
+    }
+
+    /// The CronJob's `status.active` names, once `want` holds for them.
+    async fn active_until(&self, what: &str, want: impl Fn(&[String]) -> bool) -> Vec<String> {
+        eventually(what, || async {
+            let cj = self
+                .client
+                .get("CronJob", "default", "hello")
+                .await
+                .map_err(|e| e.to_string())?;
+            let active: Vec<String> = cj["status"]["active"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| str_at(r, "/name").to_string())
+                .collect();
+            if want(&active) {
+                Ok(active)
+            } else {
+                Err(cj.to_string())
+            }
+        })
+        .await
+    }
+
+    async fn stop(self) {
+        for (cancel, task) in self.controllers.into_iter().rev() {
+            stop(cancel, task).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cronjob_allows_overlapping_jobs_under_allow() {
+    let s = server().await;
+    let c = CronSetup::start(&s.client, json!({"concurrencyPolicy": "Allow"})).await;
+    let m = c.first_minute;
+
+    c.clock.set(at_minute(m, 5));
+    c.active_until("the first job is active", |a| a == [format!("hello-{m}")])
+        .await;
+    // The next minute while the first Job still runs: Allow starts a second one beside it.
+    c.clock.set(at_minute(m + 1, 5));
+    let active = c
+        .active_until("both jobs are active at once", |a| a.len() == 2)
+        .await;
+    let mut want = vec![format!("hello-{m}"), format!("hello-{}", m + 1)];
+    want.sort();
+    let mut got = active.clone();
+    got.sort();
+    assert_eq!(got, want);
+    for name in &want {
+        get_job(&s.client, name)
+            .await
+            .expect("both Jobs exist together");
+    }
+
+    c.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cronjob_replaces_the_running_job_under_replace() {
+    let s = server().await;
+    let c = CronSetup::start(&s.client, json!({"concurrencyPolicy": "Replace"})).await;
+    let m = c.first_minute;
+
+    c.clock.set(at_minute(m, 5));
+    c.active_until("the first job is active", |a| a == [format!("hello-{m}")])
+        .await;
+    let first_uid = str_at(
+        &get_job(&s.client, &format!("hello-{m}"))
+            .await
+            .expect("the first job"),
+        "/metadata/uid",
+    )
+    .to_string();
+    // The next minute while the first Job runs: Replace deletes it and starts the new one.
+    c.clock.set(at_minute(m + 1, 5));
+    c.active_until("only the new job is active", |a| {
+        a == [format!("hello-{}", m + 1)]
+    })
+    .await;
+    eventually("the replaced job is gone", || async {
+        match s.client.get("Job", "default", &format!("hello-{m}")).await {
+            Err(corral_api::ApiError::NotFound { .. }) => Ok(()),
+            Ok(j) if str_at(&j, "/metadata/uid") != first_uid => Ok(()),
+            Ok(j) => Err(format!("still there: {j}")),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    eventually("the replacement is told in events", || async {
+        let events = events_about(&s.client, "hello").await?;
+        if events.iter().any(|(r, _)| r == "SuccessfulDelete") {
+            Ok(())
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
+
+    c.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_100_missed_schedules_stop_a_cronjob_until_a_deadline_is_set() {
+    let s = server().await;
+    let c = CronSetup::start(&s.client, json!({})).await;
+    let m = c.first_minute;
+
+    // The controller's clock jumps 150 minutes past the creation: 150 start times were missed.
+    c.clock.set(at_minute(m + 150, 5));
+    eventually("the cronjob is stopped with an event", || async {
+        let events = events_about(&s.client, "hello").await?;
+        match events.iter().find(|(r, _)| r == "FailedNeedsStart") {
+            Some((_, msg)) if msg.contains("too many missed start times (> 100)") => Ok(()),
+            _ => Err(format!("{events:?}")),
+        }
+    })
+    .await;
+    let jobs = s
+        .client
+        .list("Job", Some("default"), &ListOptions::default())
+        .await
+        .expect("jobs")
+        .items;
+    assert!(jobs.is_empty(), "no job starts: {jobs:?}");
+
+    // With startingDeadlineSeconds only the last 200 s count: it runs the most recent time.
+    let mut cj = s
+        .client
+        .get("CronJob", "default", "hello")
+        .await
+        .expect("the cronjob");
+    cj["spec"]["startingDeadlineSeconds"] = json!(200);
+    s.client.update(&cj).await.expect("the deadline is set");
+    c.active_until("the most recent time runs", |a| {
+        a == [format!("hello-{}", m + 150)]
+    })
+    .await;
+
+    c.stop().await;
     s.stop().await;
 }

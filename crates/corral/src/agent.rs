@@ -53,6 +53,11 @@ pub struct NodeArgs {
     /// Longest restart back-off, in seconds.
     #[arg(long, env = "CORRAL_BACKOFF_MAX_SECONDS", default_value_t = 300.0)]
     pub backoff_max_seconds: f64,
+    /// Process runtime: give each pod its own address from this range inside 127.0.0.0/8
+    /// (e.g. 127.1.0.0/16) instead of the node's address, so pods can listen on the same port
+    /// at their own `status.podIP`. `corral up` uses 127.1.0.0/16 unless told otherwise.
+    #[arg(long, env = "CORRAL_POD_IP_RANGE")]
+    pub pod_ip_range: Option<String>,
 }
 
 impl NodeArgs {
@@ -79,6 +84,12 @@ impl NodeArgs {
             }
         }
         cfg.max_pods = self.max_pods;
+        if let Some(r) = &self.pod_ip_range {
+            cfg.pod_ip_range = Some(
+                corral_agent::podip::LoopbackRange::parse(r)
+                    .map_err(|e| anyhow::anyhow!("--pod-ip-range: {e}"))?,
+            );
+        }
         for l in &self.node_labels {
             let (k, v) = corral_agent::config::parse_label(l)
                 .map_err(|e| anyhow::anyhow!("--node-labels: {e}"))?;

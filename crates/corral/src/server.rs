@@ -223,6 +223,9 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `corral up` takes its pods' addresses unless `--pod-ip-range` says otherwise.
+pub const UP_POD_IP_RANGE: &str = "127.1.0.0/16";
+
 pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     let mut peers = BTreeMap::new();
     peers.insert(1, a.peer_listen.to_string());
@@ -240,9 +243,12 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     let api = loopback(node.api);
-    let mut agent_cfg = a
-        .agent
-        .config(a.data_dir.join("agent"), Some("127.0.0.1".parse()?))?;
+    let mut node_args = a.agent.clone();
+    if node_args.pod_ip_range.is_none() {
+        // One machine: each pod gets its own loopback address (see corral_agent::podip).
+        node_args.pod_ip_range = Some(UP_POD_IP_RANGE.to_string());
+    }
+    let mut agent_cfg = node_args.config(a.data_dir.join("agent"), Some("127.0.0.1".parse()?))?;
     agent_cfg.listen = a.agent_listen;
     let agent_listen = agent_cfg.listen;
     let node_name = agent_cfg.name.clone();
@@ -259,7 +265,10 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     println!("  api (corralctl --server) {}", node.api);
     println!("  raft                     {}", node.peer);
     println!("  health and metrics       http://{}/metrics", node.http);
-    println!("  agent (node {node_name})  {agent_listen}, process runtime");
+    println!(
+        "  agent (node {node_name})  {agent_listen}, process runtime, pod IPs from {}",
+        node_args.pod_ip_range.as_deref().unwrap_or(UP_POD_IP_RANGE)
+    );
     for line in capabilities {
         println!("    {line}");
     }
