@@ -290,8 +290,23 @@ fn default_service(spec: &mut Obj) {
         .to_string();
     if service_type != "ExternalName" {
         default_str(spec, "internalTrafficPolicy", "Cluster");
+        default_service_ips(spec);
     }
-    if service_type == "NodePort" || service_type == "LoadBalancer" {
+    if spec.get("sessionAffinity").and_then(Value::as_str) == Some("ClientIP")
+        && let Some(config) = ensure_child(spec, "sessionAffinityConfig")
+        && let Some(client_ip) = ensure_child(config, "clientIP")
+    {
+        // Kubernetes' DefaultClientIPServiceAffinitySeconds: three hours.
+        default_val(client_ip, "timeoutSeconds", json!(10800));
+    }
+    let external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if service_type == "NodePort"
+        || service_type == "LoadBalancer"
+        || (service_type == "ClusterIP" && external_ips)
+    {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
     for port in each_child(spec, "ports") {
@@ -305,6 +320,65 @@ fn default_service(spec: &mut Obj) {
         if unset && let Some(p) = port.get("port").filter(|p| p.is_number()).cloned() {
             port.insert("targetPort".into(), p);
         }
+    }
+}
+
+/// A Service's `clusterIPs`, `ipFamilies` and `ipFamilyPolicy`, as Kubernetes' registry fills
+/// them in a single-stack IPv4 cluster: `clusterIP` and `clusterIPs[0]` stand for each other
+/// (whichever is given fills the other); the family is that of the address asked for, else IPv4;
+/// the policy is `SingleStack`, except for a headless Service without a selector, which gets
+/// `RequireDualStack` as in Kubernetes. Fields of the wrong type are left for validation.
+fn default_service_ips(spec: &mut Obj) {
+    let cluster_ip = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let cluster_ips_unset = match spec.get("clusterIPs") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    };
+    if !cluster_ip.is_empty() && cluster_ips_unset {
+        spec.insert("clusterIPs".into(), json!([cluster_ip]));
+    } else if cluster_ip.is_empty()
+        && !cluster_ips_unset
+        && let Some(first) = spec
+            .get("clusterIPs")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    {
+        spec.insert("clusterIP".into(), Value::String(first));
+    }
+    let cluster_ip = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let headless = cluster_ip == "None";
+    let has_selector = spec
+        .get("selector")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty());
+    let policy = if headless && !has_selector {
+        "RequireDualStack"
+    } else {
+        "SingleStack"
+    };
+    default_str(spec, "ipFamilyPolicy", policy);
+    let families_unset = match spec.get("ipFamilies") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    };
+    if families_unset {
+        let family = match cluster_ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => "IPv6",
+            _ => "IPv4",
+        };
+        spec.insert("ipFamilies".into(), json!([family]));
     }
 }
 
@@ -406,7 +480,10 @@ fn default_requests_to_limits(spec: &mut Obj) {
 }
 
 /// On update, keeps what the server allocated when the new version leaves it out, as Kubernetes
-/// does: a Service's `clusterIP`/`clusterIPs` (unless it becomes `ExternalName`).
+/// does (its Service registry's `patchAllocatedValues`): a Service's `clusterIP`/`clusterIPs`,
+/// `ipFamilies` and `ipFamilyPolicy`. A Service that becomes `ExternalName` instead loses them when
+/// the new version still carries the old values unchanged (`dropTypeDependentFields`), so an
+/// update that only changes the type works. Call before defaulting the new version.
 pub fn carry_forward_on_update(old: &Value, new: &mut Value) {
     if old.get("kind").and_then(Value::as_str) != Some("Service") {
         return;
@@ -417,10 +494,21 @@ pub fn carry_forward_on_update(old: &Value, new: &mut Value) {
     let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
+    let old_external = old_spec.get("type").and_then(Value::as_str) == Some("ExternalName");
     if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+        if !old_external {
+            for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                if spec.get(key).is_some() && spec.get(key) == old_spec.get(key) {
+                    spec.remove(key);
+                }
+            }
+        }
         return;
     }
-    for key in ["clusterIP", "clusterIPs"] {
+    if old_external {
+        return;
+    }
+    for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
         let empty = match spec.get(key) {
             None | Some(Value::Null) => true,
             Some(Value::String(s)) => s.is_empty(),
@@ -824,5 +912,48 @@ mod tests {
         let mut external = json!({"kind": "Service", "spec": {"type": "ExternalName", "externalName": "x.example.com"}});
         carry_forward_on_update(&old, &mut external);
         assert_eq!(external["spec"].get("clusterIP"), None);
+        // The live object with only its type changed: the allocated fields go with the type.
+        let mut retyped = old.clone();
+        retyped["spec"]["type"] = json!("ExternalName");
+        retyped["spec"]["externalName"] = json!("x.example.com");
+        carry_forward_on_update(&old, &mut retyped);
+        assert_eq!(retyped["spec"].get("clusterIP"), None);
+        assert_eq!(retyped["spec"].get("clusterIPs"), None);
+        // Back from ExternalName: nothing to carry, a new address is allocated.
+        let mut back = json!({"kind": "Service", "spec": {"ports": [{"port": 80}]}});
+        carry_forward_on_update(&retyped, &mut back);
+        assert_eq!(back["spec"].get("clusterIP"), None);
+    }
+
+    #[test]
+    fn services_get_single_stack_ipv4_families_and_matching_cluster_ips() {
+        let svc = |spec: Value| defaulted(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": spec}));
+        let plain = svc(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
+        assert_eq!(plain["spec"]["ipFamilies"], json!(["IPv4"]));
+        assert_eq!(plain["spec"]["ipFamilyPolicy"], json!("SingleStack"));
+        assert_eq!(plain["spec"].get("clusterIPs"), None, "allocated later");
+        let asked = svc(json!({"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}));
+        assert_eq!(asked["spec"]["clusterIPs"], json!(["10.96.0.10"]));
+        let listed = svc(json!({"clusterIPs": ["10.96.0.11"], "ports": [{"port": 80}]}));
+        assert_eq!(listed["spec"]["clusterIP"], json!("10.96.0.11"));
+        let headless = svc(json!({"clusterIP": "None", "selector": {"app": "web"}}));
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+        assert_eq!(headless["spec"]["ipFamilyPolicy"], json!("SingleStack"));
+        let selectorless = svc(json!({"clusterIP": "None"}));
+        assert_eq!(
+            selectorless["spec"]["ipFamilyPolicy"],
+            json!("RequireDualStack")
+        );
+        let v6 = svc(json!({"clusterIP": "fd00::10", "ports": [{"port": 80}]}));
+        assert_eq!(v6["spec"]["ipFamilies"], json!(["IPv6"]));
+        let sticky = svc(json!({"sessionAffinity": "ClientIP", "ports": [{"port": 80}]}));
+        assert_eq!(
+            sticky["spec"]["sessionAffinityConfig"],
+            json!({"clientIP": {"timeoutSeconds": 10800}})
+        );
+        let external = svc(json!({"type": "ExternalName", "externalName": "db.example.com"}));
+        for key in ["clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"] {
+            assert_eq!(external["spec"].get(key), None, "{key}");
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`selector`]: label and field selectors.
 //! - [`quantity`]: resource quantities (`500m`, `1Gi`) as exact integers.
 //! - [`meta`]: admission helpers: timestamps, uids, `generateName`, spec-change detection.
+//! - [`service_ip`]: the Service ClusterIP range, the choice of a free address, allocation records.
 
 pub mod admission;
 pub mod defaults;
@@ -23,6 +24,7 @@ pub mod meta;
 pub mod object;
 pub mod quantity;
 pub mod selector;
+pub mod service_ip;
 pub mod validation;
 
 pub use error::{ApiError, Cause, MAX_OBJECT_BYTES, Reason};

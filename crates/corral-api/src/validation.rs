@@ -1283,36 +1283,66 @@ fn cronjob(errs: &mut Errs, spec: &Value) {
     }
 }
 
+/// Kubernetes' `ValidateService` (single-stack IPv4 view of its dual-stack rules).
 fn service(errs: &mut Errs, spec: &Value) {
-    const TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+    const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+    const FAMILIES: &[&str] = &["IPv4", "IPv6"];
+    const POLICIES: &[&str] = &["PreferDualStack", "RequireDualStack", "SingleStack"];
+    const TRAFFIC_POLICIES: &[&str] = &["Cluster", "Local"];
+    /// The kubelet's port, which a LoadBalancer may not expose.
+    const KUBELET_PORT: i64 = 10250;
     one_of(errs, spec, "type", "spec", TYPES);
-    one_of(errs, spec, "sessionAffinity", "spec", &["None", "ClientIP"]);
+    one_of(errs, spec, "sessionAffinity", "spec", &["ClientIP", "None"]);
     let service_type = get_nonempty(spec, "type").unwrap_or("ClusterIP");
     let cluster_ip = get_nonempty(spec, "clusterIP");
     let headless = cluster_ip == Some("None");
-    if service_type == "ExternalName" {
-        match get_nonempty(spec, "externalName") {
-            None => errs.required("spec.externalName"),
-            Some(name) => {
-                if let Err(why) = check_dns1123_subdomain(name.trim_end_matches('.')) {
-                    errs.invalid_str("spec.externalName", name, &why);
+    let ports = items(spec, "ports");
+    match service_type {
+        "ExternalName" => {
+            match get_nonempty(spec, "externalName") {
+                None => errs.required("spec.externalName"),
+                Some(name) => {
+                    // A trailing dot marks the name as fully qualified.
+                    if let Err(why) = check_dns1123_subdomain(name.trim_end_matches('.')) {
+                        errs.invalid_str("spec.externalName", name, &why);
+                    }
                 }
             }
+            if cluster_ip.is_some() || !items(spec, "clusterIPs").is_empty() {
+                errs.forbidden("spec.clusterIPs", "may not be set for ExternalName services");
+            }
+            if !items(spec, "ipFamilies").is_empty() {
+                errs.forbidden("spec.ipFamilies", "may not be set for ExternalName services");
+            }
+            if get(spec, "ipFamilyPolicy").is_some() {
+                errs.forbidden(
+                    "spec.ipFamilyPolicy",
+                    "may not be set for ExternalName services",
+                );
+            }
         }
-        if cluster_ip.is_some_and(|ip| ip != "None") {
-            errs.forbidden("spec.clusterIP", "may not be set for ExternalName services");
+        "NodePort" | "LoadBalancer" if headless => {
+            let why = format!("may not be set to 'None' for {service_type} services");
+            errs.invalid_str("spec.clusterIPs[0]", "None", &why);
+            if service_type == "LoadBalancer" {
+                errs.invalid_str("spec.clusterIP", "None", &why);
+            }
         }
-    } else if let Some(ip) = cluster_ip
-        && !headless
-        && ip.parse::<IpAddr>().is_err()
-    {
-        errs.invalid_str(
-            "spec.clusterIP",
-            ip,
-            "must be empty, 'None', or a valid IP address",
-        );
+        _ => {}
     }
-    let ports = items(spec, "ports");
+    if service_type == "LoadBalancer" {
+        for (i, port) in ports.iter().enumerate() {
+            if get(port, "port").and_then(Value::as_i64) == Some(KUBELET_PORT) {
+                errs.invalid(
+                    format!("spec.ports[{i}]"),
+                    &Value::from(KUBELET_PORT),
+                    &format!(
+                        "may not expose port {KUBELET_PORT} externally since it is used by kubelet"
+                    ),
+                );
+            }
+        }
+    }
     if ports.is_empty()
         && service_type != "ExternalName"
         && !headless
@@ -1321,6 +1351,8 @@ fn service(errs: &mut Errs, spec: &Value) {
         errs.required("spec.ports");
     }
     let mut names = BTreeSet::new();
+    let mut node_ports = BTreeSet::new();
+    let mut port_keys = BTreeSet::new();
     for (i, port) in ports.iter().enumerate() {
         let pp = format!("spec.ports[{i}]");
         match get_nonempty(port, "name") {
@@ -1340,6 +1372,7 @@ fn service(errs: &mut Errs, spec: &Value) {
             Some(value) => port_in_range(errs, format!("{pp}.port"), value),
         }
         one_of(errs, port, "protocol", &pp, PROTOCOLS);
+        let protocol = get_nonempty(port, "protocol").unwrap_or("TCP");
         match get(port, "targetPort") {
             Some(value @ Value::Number(_)) if value.as_i64() != Some(0) => {
                 port_in_range(errs, format!("{pp}.targetPort"), value);
@@ -1351,6 +1384,11 @@ fn service(errs: &mut Errs, spec: &Value) {
             }
             _ => {}
         }
+        if let Some(app_protocol) = get_nonempty(port, "appProtocol")
+            && let Err(why) = check_qualified_name(app_protocol)
+        {
+            errs.invalid_str(format!("{pp}.appProtocol"), app_protocol, &why);
+        }
         if let Some(node_port) = get(port, "nodePort").filter(|p| p.as_i64() != Some(0)) {
             if service_type == "ClusterIP" || service_type == "ExternalName" {
                 errs.forbidden(
@@ -1359,10 +1397,198 @@ fn service(errs: &mut Errs, spec: &Value) {
                 );
             } else {
                 port_in_range(errs, format!("{pp}.nodePort"), node_port);
+                if let Some(n) = node_port.as_i64()
+                    && !node_ports.insert((protocol, n))
+                {
+                    errs.push(
+                        format!("{pp}.nodePort"),
+                        format!("Duplicate value: {n}"),
+                    );
+                }
             }
+        }
+        if let Some(n) = get(port, "port").and_then(Value::as_i64)
+            && !port_keys.insert((protocol, n))
+        {
+            errs.push(
+                pp.clone(),
+                format!("Duplicate value: {{\"port\":{n},\"protocol\":\"{protocol}\"}}"),
+            );
         }
     }
     labels(errs, spec.get("selector"), "spec.selector");
+    match get_nonempty(spec, "sessionAffinity") {
+        Some("ClientIP") => {
+            if let Some(timeout) = spec.pointer("/sessionAffinityConfig/clientIP/timeoutSeconds")
+                && timeout.as_i64().is_some_and(|t| !(1..=86400).contains(&t))
+            {
+                errs.invalid(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    timeout,
+                    "must be greater than 0 and less than 86400",
+                );
+            }
+        }
+        Some("None") | None => {
+            if get(spec, "sessionAffinityConfig").is_some() {
+                errs.forbidden(
+                    "spec.sessionAffinityConfig",
+                    "must not be set when session affinity is None",
+                );
+            }
+        }
+        Some(_) => {}
+    }
+    for (i, ip) in items(spec, "externalIPs").iter().enumerate() {
+        if let Some(text) = ip.as_str()
+            && text.parse::<IpAddr>().is_err()
+        {
+            errs.invalid_str(
+                format!("spec.externalIPs[{i}]"),
+                text,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            );
+        }
+    }
+    let externally_accessible = matches!(service_type, "NodePort" | "LoadBalancer")
+        || (service_type == "ClusterIP" && !items(spec, "externalIPs").is_empty());
+    if externally_accessible {
+        one_of(
+            errs,
+            spec,
+            "externalTrafficPolicy",
+            "spec",
+            TRAFFIC_POLICIES,
+        );
+    } else if let Some(policy) = get_nonempty(spec, "externalTrafficPolicy") {
+        errs.invalid_str(
+            "spec.externalTrafficPolicy",
+            policy,
+            "may only be set for externally-accessible services",
+        );
+    }
+    if service_type != "ExternalName" {
+        one_of(
+            errs,
+            spec,
+            "internalTrafficPolicy",
+            "spec",
+            TRAFFIC_POLICIES,
+        );
+        cluster_ips(errs, spec, cluster_ip, FAMILIES, POLICIES);
+    }
+}
+
+/// Kubernetes' `ValidateServiceClusterIPsRelatedFields`: `clusterIP` and `clusterIPs[0]` agree,
+/// every address is valid (`None` only alone), at most one per family, each of the family
+/// `ipFamilies` names.
+fn cluster_ips(
+    errs: &mut Errs,
+    spec: &Value,
+    cluster_ip: Option<&str>,
+    families: &[&str],
+    policies: &[&str],
+) {
+    // Admission fills `clusterIPs` from `clusterIP`; a manifest as written may leave it out.
+    let listed = items(spec, "clusterIPs");
+    let ips: Vec<Value> = match cluster_ip {
+        Some(ip) if listed.is_empty() => vec![Value::String(ip.to_string())],
+        _ => listed.to_vec(),
+    };
+    let shown = || Value::Array(ips.clone());
+    match cluster_ip {
+        Some(ip) => {
+            if ips.first().and_then(Value::as_str) != Some(ip) {
+                errs.invalid("spec.clusterIPs", &shown(), "first value must match `clusterIP`");
+            }
+        }
+        None if !ips.is_empty() => errs.invalid(
+            "spec.clusterIPs",
+            &shown(),
+            "must be empty when `clusterIP` is not specified",
+        ),
+        None => {}
+    }
+    let mut seen = BTreeSet::new();
+    for (i, family) in items(spec, "ipFamilies").iter().enumerate() {
+        let Some(f) = family.as_str() else { continue };
+        if !families.contains(&f) {
+            errs.unsupported(format!("spec.ipFamilies[{i}]"), family, families);
+        }
+        if !seen.insert(f) {
+            errs.duplicate(format!("spec.ipFamilies[{i}]"), f);
+        }
+    }
+    one_of(errs, spec, "ipFamilyPolicy", "spec", policies);
+    let mut bad_ip = false;
+    let mut parsed = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let Some(text) = ip.as_str() else { continue };
+        if i == 0 && text == "None" {
+            if ips.len() > 1 {
+                bad_ip = true;
+                errs.invalid(
+                    "spec.clusterIPs",
+                    &shown(),
+                    "'None' must be the first and only value",
+                );
+            }
+            continue;
+        }
+        match text.parse::<IpAddr>() {
+            Ok(addr) => parsed.push(addr),
+            Err(_) => {
+                bad_ip = true;
+                // `clusterIP` is reported under its own name when it is the culprit.
+                let field = if i == 0 && cluster_ip == Some(text) {
+                    "spec.clusterIP".to_string()
+                } else {
+                    format!("spec.clusterIPs[{i}]")
+                };
+                let why = if field == "spec.clusterIP" {
+                    "must be empty, 'None', or a valid IP address"
+                } else {
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+                };
+                errs.invalid_str(field, text, why);
+            }
+        }
+    }
+    if ips.len() > 2 {
+        errs.invalid("spec.clusterIPs", &shown(), "may only hold up to 2 values");
+    }
+    if bad_ip {
+        return;
+    }
+    if parsed.len() > 1 && parsed[0].is_ipv4() == parsed[1].is_ipv4() {
+        errs.invalid(
+            "spec.clusterIPs",
+            &shown(),
+            "may specify no more than one IP for each IP family",
+        );
+    }
+    if cluster_ip != Some("None") {
+        for (i, (ip, family)) in parsed
+            .iter()
+            .zip(items(spec, "ipFamilies").iter().filter_map(Value::as_str))
+            .enumerate()
+        {
+            let want_v4 = family == "IPv4";
+            if family_known(family) && ip.is_ipv4() != want_v4 {
+                errs.invalid_str(
+                    format!("spec.clusterIPs[{i}]"),
+                    &ip.to_string(),
+                    &format!(
+                        "expected an {family} value as indicated by `ipFamilies[{i}]`"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn family_known(family: &str) -> bool {
+    family == "IPv4" || family == "IPv6"
 }
 
 fn endpoints(errs: &mut Errs, obj: &Value) {
@@ -1377,9 +1603,29 @@ fn endpoints(errs: &mut Errs, obj: &Value) {
                     }
                     Some(_) => {}
                 }
+                if let Some(hostname) = get_nonempty(address, "hostname")
+                    && let Err(why) = check_dns1123_label(hostname)
+                {
+                    errs.invalid_str(format!("subsets[{i}].{key}[{j}].hostname"), hostname, &why);
+                }
+                if let Some(node) = get_nonempty(address, "nodeName")
+                    && let Err(why) = check_dns1123_subdomain(node)
+                {
+                    errs.invalid_str(format!("subsets[{i}].{key}[{j}].nodeName"), node, &why);
+                }
             }
         }
-        for (j, port) in items(subset, "ports").iter().enumerate() {
+        let ports = items(subset, "ports");
+        for (j, port) in ports.iter().enumerate() {
+            match get_nonempty(port, "name") {
+                None if ports.len() > 1 => errs.required(format!("subsets[{i}].ports[{j}].name")),
+                None => {}
+                Some(name) => {
+                    if let Err(why) = check_dns1123_label(name) {
+                        errs.invalid_str(format!("subsets[{i}].ports[{j}].name"), name, &why);
+                    }
+                }
+            }
             match get(port, "port") {
                 None => errs.required(format!("subsets[{i}].ports[{j}].port")),
                 Some(value) => port_in_range(errs, format!("subsets[{i}].ports[{j}].port"), value),
@@ -2592,6 +2838,144 @@ subsets:
                 "a valid label",
             ),
             (
+                with(&svc, "/spec/ports/0/targetPort", json!("http--web")),
+                "spec.ports[0].targetPort",
+                "must not contain consecutive hyphens",
+            ),
+            (
+                with(&svc, "/spec/ports/0/targetPort", json!(70000)),
+                "spec.ports[0].targetPort",
+                "must be between 1 and 65535",
+            ),
+            (
+                with(&svc, "/spec/ports/0/protocol", json!("HTTP")),
+                "spec.ports[0].protocol",
+                "Unsupported value: \"HTTP\": supported values: \"TCP\", \"UDP\", \"SCTP\"",
+            ),
+            (
+                with(
+                    &svc,
+                    "/spec/ports",
+                    json!([{"name": "a", "port": 80}, {"name": "a", "port": 81}]),
+                ),
+                "spec.ports[1].name",
+                "Duplicate value: \"a\"",
+            ),
+            (
+                with(
+                    &svc,
+                    "/spec/ports",
+                    json!([{"name": "a", "port": 80}, {"name": "b", "port": 80}]),
+                ),
+                "spec.ports[1]",
+                "Duplicate value: {\"port\":80,\"protocol\":\"TCP\"}",
+            ),
+            (
+                with(
+                    &with(&svc, "/spec/type", json!("NodePort")),
+                    "/spec/clusterIP",
+                    json!("None"),
+                ),
+                "spec.clusterIPs[0]",
+                "may not be set to 'None' for NodePort services",
+            ),
+            (
+                with(
+                    &with(&svc, "/spec/type", json!("LoadBalancer")),
+                    "/spec/ports/0/port",
+                    json!(10250),
+                ),
+                "spec.ports[0]",
+                "may not expose port 10250 externally since it is used by kubelet",
+            ),
+            (
+                with(
+                    &with(&svc, "/spec/type", json!("ExternalName")),
+                    "/spec/externalName",
+                    json!("Not_A_Name"),
+                ),
+                "spec.externalName",
+                "RFC 1123 subdomain",
+            ),
+            (
+                with(
+                    &with(
+                        &with(&svc, "/spec/type", json!("ExternalName")),
+                        "/spec/externalName",
+                        json!("db.example.com."),
+                    ),
+                    "/spec/clusterIP",
+                    json!("10.96.0.5"),
+                ),
+                "spec.clusterIPs",
+                "Forbidden: may not be set for ExternalName services",
+            ),
+            (
+                with(&svc, "/spec/sessionAffinity", json!("Sticky")),
+                "spec.sessionAffinity",
+                "Unsupported value: \"Sticky\"",
+            ),
+            (
+                with(
+                    &with(&svc, "/spec/sessionAffinity", json!("ClientIP")),
+                    "/spec/sessionAffinityConfig",
+                    json!({"clientIP": {"timeoutSeconds": 0}}),
+                ),
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                "must be greater than 0 and less than 86400",
+            ),
+            (
+                with(
+                    &svc,
+                    "/spec/sessionAffinityConfig",
+                    json!({"clientIP": {"timeoutSeconds": 10}}),
+                ),
+                "spec.sessionAffinityConfig",
+                "must not be set when session affinity is None",
+            ),
+            (
+                with(
+                    &with(&svc, "/spec/clusterIP", json!("10.96.0.5")),
+                    "/spec/clusterIPs",
+                    json!(["10.96.0.6"]),
+                ),
+                "spec.clusterIPs",
+                "first value must match `clusterIP`",
+            ),
+            (
+                with(
+                    &with(&svc, "/spec/clusterIP", json!("fd00::5")),
+                    "/spec/ipFamilies",
+                    json!(["IPv4"]),
+                ),
+                "spec.clusterIPs[0]",
+                "expected an IPv4 value as indicated by `ipFamilies[0]`",
+            ),
+            (
+                with(&svc, "/spec/ipFamilyPolicy", json!("DualStack")),
+                "spec.ipFamilyPolicy",
+                "Unsupported value: \"DualStack\"",
+            ),
+            (
+                with(&svc, "/spec/externalTrafficPolicy", json!("Local")),
+                "spec.externalTrafficPolicy",
+                "may only be set for externally-accessible services",
+            ),
+            (
+                with(&svc, "/spec/externalIPs", json!(["1.2.3"])),
+                "spec.externalIPs[0]",
+                "must be a valid IP address",
+            ),
+            (
+                with(
+                    &of_kind("Endpoints"),
+                    "/subsets",
+                    json!([{"addresses": [{"ip": "10.0.0.1", "hostname": "Web_0"}], "ports": [{"port": 80}]}]),
+                ),
+                "subsets[0].addresses[0].hostname",
+                "RFC 1123 label",
+            ),
+            (
                 with(&of_kind("Secret"), "/data/PASSWORD", json!("not base64!")),
                 "data[PASSWORD]",
                 "must be base64-encoded",
@@ -3016,13 +3400,35 @@ subsets:
                 svc.clone(),
                 with(
                     &with(
-                        &with(&svc, "/spec/type", json!("ExternalName")),
-                        "/spec/externalName",
-                        json!("db.example.com"),
+                        &with(
+                            &with(
+                                &with(
+                                    &with(&svc, "/spec/type", json!("ExternalName")),
+                                    "/spec/externalName",
+                                    json!("db.example.com"),
+                                ),
+                                "/spec/clusterIPs",
+                                Value::Null,
+                            ),
+                            "/spec/ipFamilies",
+                            Value::Null,
+                        ),
+                        "/spec/ipFamilyPolicy",
+                        Value::Null,
                     ),
                     "/spec/clusterIP",
                     Value::Null,
                 ),
+            ),
+            (
+                "service to ExternalName, as the server drops what went with the type",
+                svc.clone(),
+                {
+                    let mut next = with(&svc, "/spec/type", json!("ExternalName"));
+                    next["spec"]["externalName"] = json!("db.example.com");
+                    crate::defaults::carry_forward_on_update(&svc, &mut next);
+                    next
+                },
             ),
             (
                 "configmap data",

@@ -41,7 +41,17 @@ pub async fn serve_grpc(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let objects = Objects::new(store);
+    serve_objects(listener, Objects::new(store), metrics, shutdown).await
+}
+
+/// Serves the client gRPC API over `objects` (configured: e.g. its Service ClusterIP range) on
+/// `listener` until `shutdown`.
+pub async fn serve_objects(
+    listener: tokio::net::TcpListener,
+    objects: Objects,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     let api = service::ApiService {
         objects: objects.clone(),
         metrics,

@@ -12,6 +12,7 @@ use corral_api::object::{ObjectKey, key_of, list_prefix};
 use corral_api::selector::{
     FieldSelector, LabelSelector, parse_field_selector, parse_label_selector,
 };
+use corral_api::service_ip::ServiceIpRange;
 use corral_api::{ApiError, defaults, meta, validation};
 use corral_store::{Action, Failure, Op, Pre, Store, Txn, TxnResult};
 use serde_json::{Value, json};
@@ -19,7 +20,9 @@ use serde_json::{Value, json};
 use crate::status::from_store;
 
 mod bind;
+mod cluster_ip;
 pub use bind::MAX_BINDINGS;
+use cluster_ip::{AfterFailure, IpChange};
 
 /// How many times a write that named no resourceVersion is re-admitted after losing a race.
 const MAX_RETRIES: usize = 16;
@@ -27,6 +30,8 @@ const MAX_RETRIES: usize = 16;
 #[derive(Clone)]
 pub struct Objects {
     store: Store,
+    /// Where Service ClusterIPs come from (`--service-cluster-ip-range`).
+    service_ip_range: ServiceIpRange,
 }
 
 /// Propagation of a delete to dependents (carried out by the garbage collector).
@@ -157,8 +162,23 @@ fn without_rv(v: &Value) -> Value {
 }
 
 impl Objects {
+    /// The verbs over `store`, with Service ClusterIPs from the default range (10.96.0.0/12).
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            service_ip_range: ServiceIpRange::default(),
+        }
+    }
+
+    /// The same, allocating Service ClusterIPs from `range`.
+    pub fn with_service_ip_range(mut self, range: ServiceIpRange) -> Self {
+        self.service_ip_range = range;
+        self
+    }
+
+    /// The range Service ClusterIPs come from.
+    pub fn service_ip_range(&self) -> ServiceIpRange {
+        self.service_ip_range
     }
 
     pub fn store(&self) -> &Store {
@@ -227,31 +247,56 @@ impl Objects {
         if info.namespaced {
             self.wait_namespace_open(&key.namespace).await?;
         }
-        let text = serde_json::to_string(&obj).map_err(ApiError::internal)?;
-        validation::check_size(text.len())?;
-        let txn = Txn {
-            independent: false,
-            ops: vec![Op {
+        for _ in 0..MAX_RETRIES {
+            let mut obj = obj.clone();
+            let ips = if info.kind == "Service" {
+                self.plan_cluster_ip(None, &mut obj)?
+            } else {
+                IpChange::default()
+            };
+            let text = serde_json::to_string(&obj).map_err(ApiError::internal)?;
+            validation::check_size(text.len())?;
+            let mut ops = vec![Op {
                 key: key.storage_key(),
                 pre: vec![Pre::Absent],
                 action: Action::Put(text),
-            }],
-        };
-        match self.commit(txn).await? {
-            TxnResult::Committed { results, .. } => first_value(results),
-            TxnResult::Failed {
-                failure: Failure::Exists { .. },
-                ..
-            } => Err(ApiError::AlreadyExists {
-                kind: key.kind.clone(),
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-            }),
-            TxnResult::Failed { failure, .. } => Err(ApiError::internal(format!("{failure:?}"))),
-            TxnResult::Each { .. } => {
-                Err(ApiError::internal("a single write came back as a batch"))
+            }];
+            ops.extend(ips.ops(&obj)?);
+            match self.commit(Txn::all(ops)).await? {
+                TxnResult::Committed { results, .. } => return first_value(results),
+                TxnResult::Failed {
+                    op: 0,
+                    failure: Failure::Exists { .. },
+                    ..
+                } => {
+                    return Err(ApiError::AlreadyExists {
+                        kind: key.kind.clone(),
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                    });
+                }
+                TxnResult::Failed { op, failure, .. } if op > 0 => {
+                    match ips.after_failure(&obj, op, &failure) {
+                        AfterFailure::Fail(e) => return Err(e),
+                        // This server's view of the allocations was behind: catch up first.
+                        AfterFailure::Retry => self.barrier(false).await?,
+                    }
+                }
+                TxnResult::Failed { failure, .. } => {
+                    return Err(ApiError::internal(format!("{failure:?}")));
+                }
+                TxnResult::Each { .. } => {
+                    return Err(ApiError::internal("a single write came back as a batch"));
+                }
             }
         }
+        Err(ApiError::unavailable(
+            format!(
+                "no free ClusterIP could be claimed in {MAX_RETRIES} attempts (others took each \
+                 one first); try again"
+            ),
+            None,
+        ))
     }
 
     /// The namespace must exist (and not be terminating). A miss is checked again after a
@@ -406,7 +451,7 @@ impl Objects {
                 return Err(conflict(key, w, rev));
             }
             let next = mutate(&old)?;
-            let next = admit_update(&old, next, status_only)?;
+            let mut next = admit_update(&old, next, status_only)?;
             if without_rv(&next) == without_rv(&old) {
                 return Ok(old);
             }
@@ -416,6 +461,13 @@ impl Objects {
                     .and_then(Value::as_array)
                     .is_none_or(|f| f.is_empty())
                 && !has_namespace_finalizers(&next);
+            let ips = if finalizing {
+                self.release_on_delete(&old)?
+            } else if key.kind == "Service" && !status_only {
+                self.plan_cluster_ip(Some(&old), &mut next)?
+            } else {
+                IpChange::default()
+            };
             let action = if finalizing {
                 Action::Delete
             } else {
@@ -423,7 +475,11 @@ impl Objects {
                 validation::check_size(text.len())?;
                 Action::Put(text)
             };
-            if let Some(v) = self.write_at(key, rev, action, wanted_rv).await? {
+            let subject = if finalizing { &old } else { &next };
+            if let Some(v) = self
+                .write_at(key, rev, action, wanted_rv, &ips, subject)
+                .await?
+            {
                 return Ok(v);
             }
         }
@@ -436,25 +492,36 @@ impl Objects {
         })
     }
 
-    /// Writes `action` to `key` if it is still at revision `rev`. `Ok(None)`: another write came
-    /// first and the caller named no resourceVersion, so it should read again and retry.
+    /// Writes `action` to `key` if it is still at revision `rev`, with the allocation records
+    /// `ips` claims or releases for the Service `subject`. `Ok(None)`: another write came first
+    /// and the caller named no resourceVersion (or a chosen ClusterIP was taken meanwhile), so it
+    /// should read again and retry.
     async fn write_at(
         &self,
         key: &ObjectKey,
         rev: u64,
         action: Action,
         wanted_rv: Option<u64>,
+        ips: &IpChange,
+        subject: &Value,
     ) -> Result<Option<Value>, ApiError> {
-        let txn = Txn {
-            independent: false,
-            ops: vec![Op {
-                key: key.storage_key(),
-                pre: vec![Pre::Revision(rev)],
-                action,
-            }],
-        };
-        match self.commit(txn).await? {
+        let mut ops = vec![Op {
+            key: key.storage_key(),
+            pre: vec![Pre::Revision(rev)],
+            action,
+        }];
+        ops.extend(ips.ops(subject)?);
+        match self.commit(Txn::all(ops)).await? {
             TxnResult::Committed { results, .. } => first_value(results).map(Some),
+            TxnResult::Failed { op, failure, .. } if op > 0 => {
+                match ips.after_failure(subject, op, &failure) {
+                    AfterFailure::Fail(e) => Err(e),
+                    AfterFailure::Retry => {
+                        self.barrier(false).await?;
+                        Ok(None)
+                    }
+                }
+            }
             TxnResult::Failed {
                 failure: Failure::Revision { actual, .. },
                 ..
@@ -524,7 +591,9 @@ impl Objects {
             }
             let graceful = graceful_seconds(info, &old, opts.grace_period_seconds);
             let namespace_held = has_namespace_finalizers(&old);
+            let mut ips = IpChange::default();
             let action = if finalizers.is_empty() && graceful.is_none() && !namespace_held {
+                ips = self.release_on_delete(&old)?;
                 Action::Delete
             } else {
                 let m = meta_mut(&mut next);
@@ -550,7 +619,7 @@ impl Objects {
                 Action::Put(serde_json::to_string(&next).map_err(ApiError::internal)?)
             };
             if let Some(v) = self
-                .write_at(&key, rev, action, opts.resource_version)
+                .write_at(&key, rev, action, opts.resource_version, &ips, &old)
                 .await?
             {
                 return Ok(v);
@@ -693,6 +762,7 @@ fn admit_update(old: &Value, mut next: Value, status_only: bool) -> Result<Value
         }
         return Ok(next);
     }
+    defaults::carry_forward_on_update(old, &mut next);
     defaults::apply_defaults(&mut next);
     if info.kind == "Namespace" {
         keep_namespace_finalizers(old, &mut next);

@@ -805,37 +805,51 @@ fn volume_mode(obj: &Value) -> String {
     }
 }
 
+/// kubectl's `formatEndpoints`: for each subset, each port with each ready address
+/// (`ip:port`; the bare IP for a subset without ports), the first three, then how many more.
 fn endpoints(ep: &Value) -> String {
-    let mut all = Vec::new();
+    const MAX: usize = 3;
+    let mut list = Vec::new();
+    let mut count = 0usize;
     for subset in ep
         .pointer("/subsets")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
+        let addresses: Vec<String> = subset
+            .get("addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|a| s(a, "/ip"))
+            .collect();
         let ports: Vec<i64> = subset
             .get("ports")
             .and_then(Value::as_array)
             .map(|p| p.iter().map(|p| n(p, "/port")).collect())
             .unwrap_or_default();
-        for addr in subset
-            .get("addresses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let ip = s(addr, "/ip");
-            if ports.is_empty() {
-                all.push(ip);
-            } else {
-                all.extend(ports.iter().map(|p| format!("{ip}:{p}")));
-            }
+        if ports.is_empty() {
+            count += addresses.len();
+            list.extend(addresses.iter().cloned());
+            continue;
+        }
+        for port in ports {
+            count += addresses.len();
+            list.extend(addresses.iter().map(|ip| {
+                if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                }
+            }));
         }
     }
-    match all.len() {
+    list.truncate(MAX);
+    match count {
         0 => "<none>".into(),
-        1..=3 => all.join(","),
-        more => format!("{} + {} more...", all[..3].join(","), more - 3),
+        n if n > MAX => format!("{} + {} more...", list.join(","), n - MAX),
+        _ => list.join(","),
     }
 }
 
@@ -1015,7 +1029,14 @@ mod tests {
         let ep = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "ports": [{"port": 80}, {"port": 443}]}]});
         assert_eq!(
             endpoints(&ep),
-            "10.0.0.1:80,10.0.0.1:443,10.0.0.2:80 + 1 more..."
+            "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more..."
         );
+        let headless = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}]});
+        assert_eq!(endpoints(&headless), "10.0.0.1,fd00::1");
+        let v6 = json!({"subsets": [{"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 80}]}]});
+        assert_eq!(endpoints(&v6), "[fd00::1]:80");
+        let not_ready = json!({"subsets": [{"notReadyAddresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]});
+        assert_eq!(endpoints(&not_ready), "<none>");
+        assert_eq!(endpoints(&json!({})), "<none>");
     }
 }

@@ -10,12 +10,15 @@
 //!   [`cronjob`]: batch.
 //! - [`gc`]: garbage collection by ownerReferences; [`namespace`]: namespace deletion;
 //!   [`serviceaccount`]: the default ServiceAccount and its token in every namespace.
+//! - [`endpoints`]: each Service's Endpoints from the ready and not-ready pods its selector
+//!   matches.
 //! - [`node_lifecycle`]: node heartbeats → `Ready=Unknown`, the `not-ready` / `unreachable`
 //!   taints, pods marked not ready, and taint-based eviction of the pods on tainted nodes.
 
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod job;
 pub mod namespace;

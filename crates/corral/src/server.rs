@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use corral_api::service_ip::ServiceIpRange;
 use corral_apiserver::{Metrics, Objects};
 use corral_store::{HistoryConfig, LeaderHost, Store, StoreConfig, component};
 use tokio::net::TcpListener;
@@ -62,12 +63,13 @@ pub struct ServerArgs {
     pub leader: LeaderArgs,
 }
 
-/// The leader-run components' settings.
+/// The leader-run components' settings (and the API's, which `corral server` and `corral up`
+/// share with them).
 #[derive(Args, Debug, Clone)]
 pub struct LeaderArgs {
     /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle,
     /// replicaset, deployment, daemonset, job, cronjob, garbage-collector, namespace,
-    /// serviceaccount).
+    /// serviceaccount, endpoints).
     #[arg(long, env = "CORRAL_DISABLE_LEADER_COMPONENTS", value_delimiter = ',')]
     pub disable_leader_components: Vec<String>,
     /// Seconds without a heartbeat before a node turns Ready=Unknown (Kubernetes'
@@ -77,6 +79,10 @@ pub struct LeaderArgs {
     /// How often the node lifecycle controller looks at every node.
     #[arg(long, env = "CORRAL_NODE_MONITOR_SECONDS", default_value_t = 5)]
     pub node_monitor_seconds: u64,
+    /// The IPv4 CIDR Service ClusterIPs are allocated from (/12 to /30; its first address is the
+    /// `kubernetes` Service's). Every server of a cluster must be given the same range.
+    #[arg(long, env = "CORRAL_SERVICE_CLUSTER_IP_RANGE", default_value_t = ServiceIpRange::default())]
+    pub service_cluster_ip_range: ServiceIpRange,
 }
 
 impl Default for LeaderArgs {
@@ -85,6 +91,7 @@ impl Default for LeaderArgs {
             disable_leader_components: Vec::new(),
             node_grace_seconds: 40,
             node_monitor_seconds: 5,
+            service_cluster_ip_range: ServiceIpRange::default(),
         }
     }
 }
@@ -108,7 +115,7 @@ impl LeaderArgs {
 }
 
 /// The leader-run components a server can run.
-pub const LEADER_COMPONENTS: [&str; 10] = [
+pub const LEADER_COMPONENTS: [&str; 11] = [
     "scheduler",
     "node-lifecycle",
     "replicaset",
@@ -119,6 +126,7 @@ pub const LEADER_COMPONENTS: [&str; 10] = [
     "garbage-collector",
     "namespace",
     "serviceaccount",
+    "endpoints",
 ];
 
 /// Registers the leader-run component `name` (unless disabled) running `f` with its own client.
@@ -370,10 +378,13 @@ pub async fn start(
         }
     });
     let metrics = Metrics::new();
+    let objects =
+        Objects::new(store.clone()).with_service_ip_range(leader.service_cluster_ip_range);
     {
-        let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
+        let (objects, metrics, shutdown) = (objects.clone(), metrics.clone(), shutdown.clone());
         tasks.spawn(async move {
-            if let Err(e) = corral_apiserver::serve_grpc(api_l, store, metrics, shutdown).await {
+            if let Err(e) = corral_apiserver::serve_objects(api_l, objects, metrics, shutdown).await
+            {
                 tracing::error!(error = %e, "api gRPC server stopped");
             }
         });
@@ -387,7 +398,6 @@ pub async fn start(
         });
     }
     let mut host = LeaderHost::new(store.clone());
-    let objects = Objects::new(store.clone());
     {
         let objects = objects.clone();
         host.register(
@@ -399,7 +409,7 @@ pub async fn start(
     // forwards writes to the leader, i.e. to itself while they run).
     let client = corral_client::Client::connect(&[loopback(api).to_string()])?;
     use corral_controllers::{
-        cronjob, daemonset, deployment, gc, job, namespace, node_lifecycle, replicaset,
+        cronjob, daemonset, deployment, endpoints, gc, job, namespace, node_lifecycle, replicaset,
         serviceaccount,
     };
     register_with_client(&mut host, leader, &client, "scheduler", |c, t| {
@@ -435,6 +445,9 @@ pub async fn start(
     });
     register_with_client(&mut host, leader, &client, "serviceaccount", |c, t| {
         serviceaccount::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "endpoints", |c, t| {
+        endpoints::run(c, Default::default(), t)
     });
     if leader_probe {
         let (objects, metrics) = (objects.clone(), metrics.clone());
