@@ -60,6 +60,11 @@ pub struct ServerArgs {
     pub leader_probe: bool,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    /// Serve cluster DNS (UDP and TCP) on this address, e.g. 0.0.0.0:53.
+    #[arg(long, env = "CORRAL_DNS")]
+    pub dns: Option<SocketAddr>,
+    #[command(flatten)]
+    pub dns_args: crate::dns::DnsArgs,
 }
 
 /// The leader-run components' settings.
@@ -156,6 +161,11 @@ pub struct UpArgs {
     pub leader: LeaderArgs,
     #[command(flatten)]
     pub agent: crate::agent::NodeArgs,
+    /// Where cluster DNS listens (UDP and TCP).
+    #[arg(long, env = "CORRAL_DNS", default_value = "127.0.0.1:10053")]
+    pub dns: SocketAddr,
+    #[command(flatten)]
+    pub dns_args: crate::dns::DnsArgs,
 }
 
 pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -213,12 +223,23 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let dns = match a.dns {
+        Some(listen) => Some(crate::dns::start(listen, &a.dns_args, node.api, shutdown.clone()).await?),
+        None => None,
+    };
     println!(
-        "corral server {} listening: api {} | raft {} | http {}",
-        a.id, node.api, node.peer, node.http
+        "corral server {} listening: api {} | raft {} | http {}{}",
+        a.id,
+        node.api,
+        node.peer,
+        node.http,
+        dns.as_ref().map(|(d, _)| format!(" | dns {d}")).unwrap_or_default()
     );
     wait_for_signal().await;
     shutdown.cancel();
+    if let Some((_, task)) = dns {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     node.stop().await;
     Ok(())
 }
@@ -239,6 +260,7 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let (dns, dns_task) = crate::dns::start(a.dns, &a.dns_args, node.api, shutdown.clone()).await?;
     let api = loopback(node.api);
     let mut agent_cfg = a
         .agent
@@ -259,6 +281,13 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     println!("  api (corralctl --server) {}", node.api);
     println!("  raft                     {}", node.peer);
     println!("  health and metrics       http://{}/metrics", node.http);
+    println!(
+        "  dns (udp, tcp)           {dns}, zone {} (dig @{} -p {} kubernetes.default.svc.{})",
+        a.dns_args.cluster_domain,
+        dns.ip(),
+        dns.port(),
+        a.dns_args.cluster_domain
+    );
     println!("  agent (node {node_name})  {agent_listen}, process runtime");
     for line in capabilities {
         println!("    {line}");
@@ -267,6 +296,7 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), dns_task).await;
     node.stop().await;
     Ok(())
 }
