@@ -282,7 +282,7 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     println!("  raft                     {}", node.peer);
     println!("  health and metrics       http://{}/metrics", node.http);
     println!(
-        "  dns (udp, tcp)           {dns}, zone {} (dig @{} -p {} kubernetes.default.svc.{})",
+        "  dns (udp, tcp)           {dns}, zone {} (dig @{} -p {} dns-version.{} TXT)",
         a.dns_args.cluster_domain,
         dns.ip(),
         dns.port(),
