@@ -132,6 +132,8 @@ pub struct TestCluster {
     pub agents: Vec<AgentProc>,
     pub tmp: tempfile::TempDir,
     extra: Vec<String>,
+    /// Flags for one server only (by id), after `extra`.
+    per_server: std::collections::HashMap<u64, Vec<String>>,
 }
 
 /// A `corral agent` child process (process runtime) with its own data directory.
@@ -234,6 +236,12 @@ impl Drop for AgentProc {
 impl TestCluster {
     /// Starts `n` servers that bootstrap together, with extra `corral server` flags.
     pub fn start(n: usize, extra: &[&str]) -> Self {
+        Self::start_with(n, extra, |_| Vec::new())
+    }
+
+    /// Like [`TestCluster::start`], with flags of each server's own after `extra` (a DNS port,
+    /// say): `per_server(id)`.
+    pub fn start_with(n: usize, extra: &[&str], per_server: impl Fn(u64) -> Vec<String>) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         if std::env::var_os("CORRAL_TEST_KEEP").is_some() {
             eprintln!("keeping test data in {}", tmp.path().display());
@@ -252,6 +260,7 @@ impl TestCluster {
             agents: Vec::new(),
             tmp,
             extra,
+            per_server: (1..=n as u64).map(|id| (id, per_server(id))).collect(),
         };
         for (id, peer) in &peers {
             c.launch(*id, peer.clone(), &peers_flag, false);
@@ -283,6 +292,7 @@ impl TestCluster {
             args.push(peer.clone());
         }
         args.extend(self.extra.iter().cloned());
+        args.extend(self.per_server.get(&id).into_iter().flatten().cloned());
         let mut s = ServerProc {
             id,
             api,

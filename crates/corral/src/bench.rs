@@ -23,6 +23,8 @@ pub enum BenchCommand {
     /// Scheduling throughput: pods bound per second over simulated nodes, through the
     /// replicated API.
     Sched(crate::bench_sched::SchedBench),
+    /// Cluster DNS throughput with dnsperf against one server, per core used, against CoreDNS.
+    Dns(crate::bench_dns::DnsBench),
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +51,7 @@ pub async fn run(b: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(s) => store(s).await,
         BenchCommand::Pods(p) => crate::bench_pods::run(p).await,
         BenchCommand::Sched(s) => crate::bench_sched::run(s).await,
+        BenchCommand::Dns(d) => crate::bench_dns::run(d).await,
     }
 }
 
@@ -234,8 +237,19 @@ pub(crate) async fn start_corral(
     server_flags: &str,
     procs: &mut Procs,
 ) -> anyhow::Result<Vec<String>> {
+    start_corral_with(dir, 3, server_flags, |_| Vec::new(), procs).await
+}
+
+/// [`start_corral`] with `servers` servers, each also given `per_server(id)` flags.
+pub(crate) async fn start_corral_with(
+    dir: &Path,
+    servers: u64,
+    server_flags: &str,
+    per_server: impl Fn(u64) -> Vec<String>,
+    procs: &mut Procs,
+) -> anyhow::Result<Vec<String>> {
     let exe = corral_exe()?;
-    let peers: Vec<(u64, u16)> = (1..=3)
+    let peers: Vec<(u64, u16)> = (1..=servers)
         .map(|i| Ok((i, free_port()?)))
         .collect::<anyhow::Result<_>>()?;
     let peers_flag = peers
@@ -262,6 +276,7 @@ pub(crate) async fn start_corral(
                 ])
                 .args(["--peers", &peers_flag])
                 .args(server_flags.split_whitespace())
+                .args(per_server(*id))
                 .env("CORRAL_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(log)

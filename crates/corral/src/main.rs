@@ -3,8 +3,10 @@
 
 mod agent;
 mod bench;
+mod bench_dns;
 mod bench_pods;
 mod bench_sched;
+mod dns;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -45,7 +47,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,hickory_server=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

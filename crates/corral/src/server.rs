@@ -61,6 +61,11 @@ pub struct ServerArgs {
     pub leader_probe: bool,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    /// Serve cluster DNS (UDP and TCP) on this address, e.g. 0.0.0.0:53.
+    #[arg(long, env = "CORRAL_DNS")]
+    pub dns: Option<SocketAddr>,
+    #[command(flatten)]
+    pub dns_args: crate::dns::DnsArgs,
 }
 
 /// The leader-run components' settings (and the API's, which `corral server` and `corral up`
@@ -164,6 +169,11 @@ pub struct UpArgs {
     pub leader: LeaderArgs,
     #[command(flatten)]
     pub agent: crate::agent::NodeArgs,
+    /// Where cluster DNS listens (UDP and TCP).
+    #[arg(long, env = "CORRAL_DNS", default_value = "127.0.0.1:10053")]
+    pub dns: SocketAddr,
+    #[command(flatten)]
+    pub dns_args: crate::dns::DnsArgs,
 }
 
 pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -221,12 +231,23 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let dns = match a.dns {
+        Some(listen) => Some(crate::dns::start(listen, &a.dns_args, node.api, shutdown.clone()).await?),
+        None => None,
+    };
     println!(
-        "corral server {} listening: api {} | raft {} | http {}",
-        a.id, node.api, node.peer, node.http
+        "corral server {} listening: api {} | raft {} | http {}{}",
+        a.id,
+        node.api,
+        node.peer,
+        node.http,
+        dns.as_ref().map(|(d, _)| format!(" | dns {d}")).unwrap_or_default()
     );
     wait_for_signal().await;
     shutdown.cancel();
+    if let Some((_, task)) = dns {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     node.stop().await;
     Ok(())
 }
@@ -250,6 +271,7 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let (dns, dns_task) = crate::dns::start(a.dns, &a.dns_args, node.api, shutdown.clone()).await?;
     let api = loopback(node.api);
     let mut node_args = a.agent.clone();
     if node_args.pod_ip_range.is_none() {
@@ -274,6 +296,13 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     println!("  raft                     {}", node.peer);
     println!("  health and metrics       http://{}/metrics", node.http);
     println!(
+        "  dns (udp, tcp)           {dns}, zone {} (dig @{} -p {} dns-version.{} TXT)",
+        a.dns_args.cluster_domain,
+        dns.ip(),
+        dns.port(),
+        a.dns_args.cluster_domain
+    );
+    println!(
         "  agent (node {node_name})  {agent_listen}, process runtime, pod IPs from {}",
         node_args.pod_ip_range.as_deref().unwrap_or(UP_POD_IP_RANGE)
     );
@@ -284,6 +313,7 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), dns_task).await;
     node.stop().await;
     Ok(())
 }
