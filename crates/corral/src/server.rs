@@ -67,7 +67,7 @@ pub struct ServerArgs {
 pub struct LeaderArgs {
     /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle,
     /// replicaset, deployment, daemonset, job, cronjob, garbage-collector, namespace,
-    /// serviceaccount).
+    /// serviceaccount, statefulset).
     #[arg(long, env = "CORRAL_DISABLE_LEADER_COMPONENTS", value_delimiter = ',')]
     pub disable_leader_components: Vec<String>,
     /// Seconds without a heartbeat before a node turns Ready=Unknown (Kubernetes'
@@ -108,7 +108,7 @@ impl LeaderArgs {
 }
 
 /// The leader-run components a server can run.
-pub const LEADER_COMPONENTS: [&str; 10] = [
+pub const LEADER_COMPONENTS: [&str; 11] = [
     "scheduler",
     "node-lifecycle",
     "replicaset",
@@ -119,6 +119,7 @@ pub const LEADER_COMPONENTS: [&str; 10] = [
     "garbage-collector",
     "namespace",
     "serviceaccount",
+    "statefulset",
 ];
 
 /// Registers the leader-run component `name` (unless disabled) running `f` with its own client.
@@ -391,7 +392,7 @@ pub async fn start(
     let client = corral_client::Client::connect(&[loopback(api).to_string()])?;
     use corral_controllers::{
         cronjob, daemonset, deployment, gc, job, namespace, node_lifecycle, replicaset,
-        serviceaccount,
+        serviceaccount, statefulset,
     };
     register_with_client(&mut host, leader, &client, "scheduler", |c, t| {
         corral_scheduler::driver::run(c, corral_scheduler::driver::SchedulerOptions::default(), t)
@@ -426,6 +427,9 @@ pub async fn start(
     });
     register_with_client(&mut host, leader, &client, "serviceaccount", |c, t| {
         serviceaccount::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "statefulset", |c, t| {
+        statefulset::run(c, Default::default(), t)
     });
     if leader_probe {
         let (objects, metrics) = (objects.clone(), metrics.clone());
