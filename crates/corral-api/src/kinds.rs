@@ -135,6 +135,15 @@ static KINDS: &[KindInfo] = &[
         true,
         true,
     ),
+    k(
+        "ControllerRevision",
+        "apps/v1",
+        "controllerrevisions",
+        "controllerrevision",
+        &[],
+        true,
+        false,
+    ),
     k("Job", "batch/v1", "jobs", "job", &[], true, true),
     k(
         "CronJob",
@@ -237,6 +246,8 @@ mod tests {
             ("rs", "ReplicaSet"),
             ("sts", "StatefulSet"),
             ("ds", "DaemonSet"),
+            ("controllerrevisions.apps", "ControllerRevision"),
+            ("controllerrevision", "ControllerRevision"),
             ("cj", "CronJob"),
             ("jobs.batch", "Job"),
             ("pv", "PersistentVolume"),
@@ -276,7 +287,7 @@ mod tests {
             Some("apps/v1")
         );
         assert_eq!(kind_info("deployment"), None);
-        assert_eq!(all().len(), 19);
+        assert_eq!(all().len(), 20);
         for info in all() {
             assert_eq!(kind_info(info.kind), Some(info));
             assert_eq!(resolve(info.plural), Some(info));

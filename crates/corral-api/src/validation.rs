@@ -563,6 +563,7 @@ fn typed_error(kind: &str, value: Value) -> Option<(Vec<serde_path_to_error::Seg
         "Deployment" => typed_as::<apps::v1::Deployment>(value),
         "StatefulSet" => typed_as::<apps::v1::StatefulSet>(value),
         "DaemonSet" => typed_as::<apps::v1::DaemonSet>(value),
+        "ControllerRevision" => typed_as::<apps::v1::ControllerRevision>(value),
         "Job" => typed_as::<batch::v1::Job>(value),
         "CronJob" => typed_as::<batch::v1::CronJob>(value),
         "PersistentVolume" => typed_as::<core::v1::PersistentVolume>(value),
@@ -672,6 +673,17 @@ fn kind_rules(errs: &mut Errs, info: &KindInfo, obj: &Value) {
             );
         }
         "Lease" => at_least(errs, spec, "leaseDurationSeconds", "spec", 1),
+        "ControllerRevision" => {
+            // As Kubernetes' ValidateControllerRevision: data and revision are required, and the
+            // revision is not negative.
+            if is_blank(obj.get("data").unwrap_or(&Value::Null)) {
+                errs.required("data");
+            }
+            if obj.get("revision").is_none_or(Value::is_null) {
+                errs.required("revision");
+            }
+            at_least(errs, obj, "revision", "", 0);
+        }
         _ => {}
     }
 }
@@ -1887,6 +1899,7 @@ fn immutability(errs: &mut Errs, info: &KindInfo, old: &Value, new: &Value) {
             unchanged(errs, old, new, &["spec", "selector"])
         }
         "StatefulSet" => statefulset_update(errs, old, new),
+        "ControllerRevision" => unchanged(errs, old, new, &["data"]),
         "Job" => {
             if !is_blank(at(old, &["spec", "selector"])) {
                 unchanged(errs, old, new, &["spec", "selector"]);
@@ -2361,6 +2374,26 @@ kind: ServiceAccount
 metadata:
   name: build-robot
 ---
+apiVersion: apps/v1
+kind: ControllerRevision
+metadata:
+  name: web-7b6d9c5f8d
+  labels:
+    app: nginx
+    controller.kubernetes.io/hash: 7b6d9c5f8d
+data:
+  spec:
+    template:
+      $patch: replace
+      metadata:
+        labels:
+          app: nginx
+      spec:
+        containers:
+        - name: nginx
+          image: busybox
+revision: 1
+---
 apiVersion: v1
 kind: Event
 metadata:
@@ -2439,7 +2472,7 @@ subsets:
         let mut all = manifests(NGINX_DEPLOYMENT);
         all.extend(manifests(WEB_STATEFULSET));
         all.extend(manifests(OTHERS));
-        assert_eq!(all.len(), 21);
+        assert_eq!(all.len(), 22);
         let mut kinds: BTreeSet<String> = BTreeSet::new();
         for obj in all {
             let kind = obj["kind"].as_str().unwrap_or_default().to_string();
@@ -3107,6 +3140,21 @@ subsets:
                 "involvedObject",
                 "invalid type",
             ),
+            (
+                with(&of_kind("ControllerRevision"), "/revision", json!(-1)),
+                "revision",
+                "greater than or equal to 0",
+            ),
+            (
+                with(&of_kind("ControllerRevision"), "/data", Value::Null),
+                "data",
+                "Required",
+            ),
+            (
+                with(&of_kind("ControllerRevision"), "/revision", Value::Null),
+                "revision",
+                "Required",
+            ),
         ];
         let mut missed = Vec::new();
         for (obj, field, message) in table {
@@ -3631,6 +3679,16 @@ subsets:
                     json!("example.com/nfs"),
                 ),
                 "provisioner",
+                IMMUTABLE,
+            ),
+            (
+                of_kind("ControllerRevision"),
+                with(
+                    &of_kind("ControllerRevision"),
+                    "/data/spec/template/spec/containers/0/image",
+                    json!("busybox:2"),
+                ),
+                "data",
                 IMMUTABLE,
             ),
         ];

@@ -117,6 +117,7 @@ pub fn headers(kind: &str, wide: bool) -> Vec<String> {
             &[],
         ),
         "Lease" => (&["NAME", "HOLDER", "AGE"], &[]),
+        "ControllerRevision" => (&["NAME", "CONTROLLER", "REVISION", "AGE"], &[]),
         _ => (&["NAME", "AGE"], &[]),
     };
     let extra = if wide { extra } else { &[] };
@@ -386,6 +387,10 @@ pub fn row(kind: &str, obj: &Value, wide: bool, now: Timestamp) -> Vec<String> {
             )
         }
         "Lease" => (vec![name, s(obj, "/spec/holderIdentity"), created], vec![]),
+        "ControllerRevision" => (
+            vec![name, revision_controller(obj), s(obj, "/revision"), created],
+            vec![],
+        ),
         _ => (vec![name, created], vec![]),
     };
     let mut cells = base;
@@ -393,6 +398,27 @@ pub fn row(kind: &str, obj: &Value, wide: bool, now: Timestamp) -> Vec<String> {
         cells.extend(extra);
     }
     cells
+}
+
+/// kubectl's CONTROLLER column of a ControllerRevision: `statefulset.apps/web`, `<none>`
+/// without a controller.
+fn revision_controller(obj: &Value) -> String {
+    let controller = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| refs.iter().find(|r| r["controller"] == true));
+    match controller {
+        Some(r) => {
+            let kind = r["kind"].as_str().unwrap_or("").to_ascii_lowercase();
+            let group = r["apiVersion"]
+                .as_str()
+                .and_then(|v| v.split_once('/'))
+                .map(|(g, _)| format!(".{g}"))
+                .unwrap_or_default();
+            format!("{kind}{group}/{}", r["name"].as_str().unwrap_or(""))
+        }
+        None => "<none>".into(),
+    }
 }
 
 /// The string at a JSON pointer, `""` when absent; numbers and booleans are written out.
@@ -900,6 +926,7 @@ mod tests {
             "Event",
             "StorageClass",
             "Lease",
+            "ControllerRevision",
             "Whatever",
         ];
         for kind in kinds {
@@ -964,6 +991,24 @@ mod tests {
                 "nginx:1.27",
                 "app=web"
             ]
+        );
+    }
+
+    #[test]
+    fn statefulsets_and_their_revisions_read_like_kubectl() {
+        let sts = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2},
+            "status": {"readyReplicas": 1}});
+        assert_eq!(row("StatefulSet", &sts, false, now()), ["web", "1/2", "<unknown>"]);
+        let rev = json!({"metadata": {"name": "web-6b8c9d7f5", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u", "controller": true}]},
+            "revision": 2});
+        assert_eq!(
+            row("ControllerRevision", &rev, false, now()),
+            ["web-6b8c9d7f5", "statefulset.apps/web", "2", "<unknown>"]
+        );
+        assert_eq!(
+            row("ControllerRevision", &json!({"metadata": {"name": "x"}, "revision": 1}), false, now())[1],
+            "<none>"
         );
     }
 

@@ -6,7 +6,8 @@
 //! - [`runtime`]: the control-loop runtime: a workqueue (dedupe, one reconcile per key at a
 //!   time, per-key exponential back-off), expectations, periodic resync.
 //! - [`replicaset`]: ReplicaSet → pods; [`deployment`]: Deployment → ReplicaSets (rolling
-//!   update, Recreate, revisions); [`daemonset`]: one pod per eligible node. [`job`],
+//!   update, Recreate, revisions); [`daemonset`]: one pod per eligible node;
+//!   [`statefulset`]: ordered pods with stable names and claims, ControllerRevisions. [`job`],
 //!   [`cronjob`]: batch.
 //! - [`gc`]: garbage collection by ownerReferences; [`namespace`]: namespace deletion;
 //!   [`serviceaccount`]: the default ServiceAccount and its token in every namespace.
@@ -26,3 +27,4 @@ pub mod node_lifecycle;
 pub mod replicaset;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod statefulset;

@@ -74,7 +74,7 @@ pub struct ServerArgs {
 pub struct LeaderArgs {
     /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle,
     /// replicaset, deployment, daemonset, job, cronjob, garbage-collector, namespace,
-    /// serviceaccount, endpoints).
+    /// serviceaccount, endpoints, statefulset).
     #[arg(long, env = "CORRAL_DISABLE_LEADER_COMPONENTS", value_delimiter = ',')]
     pub disable_leader_components: Vec<String>,
     /// Seconds without a heartbeat before a node turns Ready=Unknown (Kubernetes'
@@ -132,6 +132,7 @@ pub const LEADER_COMPONENTS: [&str; 11] = [
     "namespace",
     "serviceaccount",
     "endpoints",
+    "statefulset",
 ];
 
 /// Registers the leader-run component `name` (unless disabled) running `f` with its own client.
@@ -440,7 +441,7 @@ pub async fn start(
     let client = corral_client::Client::connect(&[loopback(api).to_string()])?;
     use corral_controllers::{
         cronjob, daemonset, deployment, endpoints, gc, job, namespace, node_lifecycle, replicaset,
-        serviceaccount,
+        serviceaccount, statefulset,
     };
     register_with_client(&mut host, leader, &client, "scheduler", |c, t| {
         corral_scheduler::driver::run(c, corral_scheduler::driver::SchedulerOptions::default(), t)
@@ -478,6 +479,9 @@ pub async fn start(
     });
     register_with_client(&mut host, leader, &client, "endpoints", |c, t| {
         endpoints::run(c, Default::default(), t)
+    });
+    register_with_client(&mut host, leader, &client, "statefulset", |c, t| {
+        statefulset::run(c, Default::default(), t)
     });
     if leader_probe {
         let (objects, metrics) = (objects.clone(), metrics.clone());

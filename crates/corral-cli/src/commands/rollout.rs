@@ -7,10 +7,14 @@
 //!   deleted object, or the timeout end it with an error. Deployments, DaemonSets and StatefulSets.
 //! - `history deployment/NAME [--revision N]`: the REVISION / CHANGE-CAUSE table from the
 //!   ReplicaSets the Deployment controls (`deployment.kubernetes.io/revision`,
-//!   `kubernetes.io/change-cause`), or one revision's pod template.
+//!   `kubernetes.io/change-cause`), or one revision's pod template. `history statefulset/NAME`:
+//!   the same from the ControllerRevisions the StatefulSet controls (their `revision` and
+//!   annotations).
 //! - `undo deployment/NAME [--to-revision N]`: kubectl's rollback: the template of that revision's
 //!   ReplicaSet (default: the previous revision), without its `pod-template-hash` label, goes back
-//!   into the Deployment with an update carrying the resourceVersion read.
+//!   into the Deployment with an update carrying the resourceVersion read. `undo
+//!   statefulset/NAME`: the template of that ControllerRevision (default: the one before the
+//!   newest) goes back into the StatefulSet the same way.
 //! - `pause` / `resume deployment/NAME`: `spec.paused`.
 //! - `restart KIND/NAME`: the `kubectl.kubernetes.io/restartedAt` annotation on the pod template
 //!   (Deployments, DaemonSets, StatefulSets).
@@ -238,16 +242,32 @@ pub fn stateful_set_status(sts: &Value, _revision: i64) -> Result<RolloutStatus,
             replicas - ready
         ));
     }
-    let partition = int(sts, "/spec/updateStrategy/rollingUpdate/partition");
     let updated = int(sts, "/status/updatedReplicas");
-    if updated < replicas - partition {
+    if sts
+        .pointer("/spec/updateStrategy/rollingUpdate")
+        .is_some_and(Value::is_object)
+    {
+        let partition = int(sts, "/spec/updateStrategy/rollingUpdate/partition");
+        if updated < replicas - partition {
+            return waiting(format!(
+                "Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...",
+                replicas - partition
+            ));
+        }
+        return finished(format!(
+            "partitioned roll out complete: {updated} new pods have been updated..."
+        ));
+    }
+    let update_revision = text(sts, "/status/updateRevision");
+    let current_revision = text(sts, "/status/currentRevision");
+    if update_revision != current_revision {
         return waiting(format!(
-            "Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...",
-            replicas - partition
+            "waiting for statefulset rolling update to complete {updated} pods at revision {update_revision}..."
         ));
     }
     finished(format!(
-        "partitioned roll out complete: {updated} new pods have been updated..."
+        "statefulset rolling update complete {} pods at revision {current_revision}...",
+        int(sts, "/status/currentReplicas")
     ))
 }
 
@@ -480,11 +500,11 @@ pub fn history_text(history: &BTreeMap<i64, Value>, revision: i64) -> Result<Str
     Ok(out)
 }
 
-fn check_deployment_only(info: &KindInfo, what: &str) -> Result<(), CliError> {
+fn check_has_history(info: &KindInfo, what: &str) -> Result<(), CliError> {
     match info.kind {
-        "Deployment" => Ok(()),
-        "DaemonSet" | "StatefulSet" => Err(CliError::Usage(format!(
-            "rollout {what} is not supported yet for {}: Corral keeps revisions of deployments only",
+        "Deployment" | "StatefulSet" => Ok(()),
+        "DaemonSet" => Err(CliError::Usage(format!(
+            "rollout {what} is not supported yet for {}: Corral keeps revisions of deployments and statefulsets only",
             group_resource(info)
         ))),
         _ => Err(CliError::Usage(format!(
@@ -513,6 +533,98 @@ async fn replica_sets_of(ctx: &mut Ctx<'_>, deployment: &Value) -> Result<Vec<Va
         .collect())
 }
 
+/// The ControllerRevisions a StatefulSet controls.
+async fn controller_revisions_of(ctx: &mut Ctx<'_>, sts: &Value) -> Result<Vec<Value>, CliError> {
+    let namespace = corral_api::object::namespace(sts);
+    let list = ctx
+        .client
+        .list("ControllerRevision", Some(namespace), &ListOptions::default())
+        .await?;
+    let uid = corral_api::object::uid(sts);
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|r| is_controlled_by(r, uid))
+        .collect())
+}
+
+/// The pod template a StatefulSet's ControllerRevision holds (`data.spec.template`, without
+/// the `$patch` directive).
+pub fn controller_revision_template(rev: &Value) -> Value {
+    let mut template = rev
+        .pointer("/data/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(t) = template.as_object_mut() {
+        t.remove("$patch");
+    }
+    template
+}
+
+/// Revision → that ControllerRevision's pod template, carrying the revision's change cause as an
+/// annotation (kubectl's StatefulSet history).
+pub fn revision_templates(controller_revisions: &[&Value]) -> BTreeMap<i64, Value> {
+    let mut history = BTreeMap::new();
+    for rev in controller_revisions {
+        let number = int(rev, "/revision");
+        let mut template = controller_revision_template(rev);
+        if let Some(cause) = rev
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(CHANGE_CAUSE_ANNOTATION))
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            && let Some(t) = template.as_object_mut()
+        {
+            let meta = t.entry("metadata").or_insert_with(|| json!({}));
+            if !meta.is_object() {
+                *meta = json!({});
+            }
+            let annotations = &mut meta["annotations"];
+            if !annotations.is_object() {
+                *annotations = json!({});
+            }
+            annotations[CHANGE_CAUSE_ANNOTATION] = Value::String(cause.to_string());
+        }
+        history.insert(number, template);
+    }
+    history
+}
+
+/// kubectl's rollback of a StatefulSet to `to_revision` (0: the revision before the newest),
+/// given the ControllerRevisions it controls: that revision's template goes back into it.
+pub fn stateful_set_rollback(
+    sts: &Value,
+    owned: &[&Value],
+    to_revision: i64,
+) -> Result<Rollback, String> {
+    if to_revision < 0 {
+        return Err(revision_not_found(to_revision));
+    }
+    if to_revision == 0 && owned.len() <= 1 {
+        return Err("no last revision to roll back to".into());
+    }
+    let mut sorted: Vec<&Value> = owned.to_vec();
+    sorted.sort_by_key(|r| int(r, "/revision"));
+    let target = if to_revision == 0 {
+        sorted.get(sorted.len().saturating_sub(2)).copied()
+    } else {
+        sorted
+            .iter()
+            .copied()
+            .find(|r| int(r, "/revision") == to_revision)
+    }
+    .ok_or_else(|| revision_not_found(to_revision))?;
+    let template = controller_revision_template(target);
+    let empty = json!({});
+    let current = sts.pointer("/spec/template").unwrap_or(&empty);
+    if pruned(&template) == pruned(current) {
+        return Ok(Rollback::Skip);
+    }
+    let mut next = sts.clone();
+    next["spec"]["template"] = template;
+    Ok(Rollback::Update(next))
+}
+
 async fn history(ctx: &mut Ctx<'_>, args: &RolloutHistoryArgs) -> Result<(), CliError> {
     if args.revision < 0 {
         return Err(CliError::Usage(format!(
@@ -521,14 +633,19 @@ async fn history(ctx: &mut Ctx<'_>, args: &RolloutHistoryArgs) -> Result<(), Cli
         )));
     }
     if let Some((first, rest)) = args.args.split_first() {
-        check_deployment_only(targets(first, rest)?.0, "history")?;
+        check_has_history(targets(first, rest)?.0, "history")?;
     }
     let fetched = fetch_named(ctx, &args.args, true).await?;
     let total = fetched.objects.len() + fetched.failed;
     let mut failed = fetched.failed;
     for deployment in &fetched.objects {
-        let owned = replica_sets_of(ctx, deployment).await?;
-        let history = revisions(&owned.iter().collect::<Vec<_>>());
+        let history = if fetched.info.kind == "StatefulSet" {
+            let owned = controller_revisions_of(ctx, deployment).await?;
+            revision_templates(&owned.iter().collect::<Vec<_>>())
+        } else {
+            let owned = replica_sets_of(ctx, deployment).await?;
+            revisions(&owned.iter().collect::<Vec<_>>())
+        };
         match history_text(&history, args.revision) {
             Ok(text) => {
                 let with_revision = if args.revision > 0 {
@@ -701,7 +818,7 @@ pub fn rollback(
 
 async fn undo(ctx: &mut Ctx<'_>, args: &RolloutUndoArgs) -> Result<(), CliError> {
     if let Some((first, rest)) = args.args.split_first() {
-        check_deployment_only(targets(first, rest)?.0, "undo")?;
+        check_has_history(targets(first, rest)?.0, "undo")?;
     }
     let fetched = fetch_named(ctx, &args.args, true).await?;
     let total = fetched.objects.len() + fetched.failed;
@@ -730,10 +847,16 @@ async fn undo_one(
 ) -> Result<String, CliError> {
     let namespace = corral_api::object::namespace(&deployment).to_string();
     let name = corral_api::object::name(&deployment).to_string();
+    let kind = corral_api::object::kind(&deployment).to_string();
     for attempt in 1..=CONFLICT_ATTEMPTS {
-        let owned = replica_sets_of(ctx, &deployment).await?;
-        let owned: Vec<&Value> = owned.iter().collect();
-        match rollback(&deployment, &owned, to_revision).map_err(CliError::Usage)? {
+        let decided = if kind == "StatefulSet" {
+            let owned = controller_revisions_of(ctx, &deployment).await?;
+            stateful_set_rollback(&deployment, &owned.iter().collect::<Vec<_>>(), to_revision)
+        } else {
+            let owned = replica_sets_of(ctx, &deployment).await?;
+            rollback(&deployment, &owned.iter().collect::<Vec<_>>(), to_revision)
+        };
+        match decided.map_err(CliError::Usage)? {
             Rollback::Skip => {
                 return Ok(format!(
                     "skipped rollback (current template already matches revision {to_revision})"
@@ -742,7 +865,7 @@ async fn undo_one(
             Rollback::Update(next) => match ctx.client.update(&next).await {
                 Ok(_) => return Ok("rolled back".into()),
                 Err(ApiError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => {
-                    deployment = ctx.client.get("Deployment", &namespace, &name).await?;
+                    deployment = ctx.client.get(&kind, &namespace, &name).await?;
                 }
                 Err(e @ ApiError::Unavailable { .. }) => return Err(e.into()),
                 Err(e) => {
@@ -754,7 +877,8 @@ async fn undo_one(
         }
     }
     Err(CliError::Usage(format!(
-        "failed restoring revision {to_revision}: the deployment kept changing"
+        "failed restoring revision {to_revision}: the {} kept changing",
+        kind.to_ascii_lowercase()
     )))
 }
 
@@ -1516,6 +1640,86 @@ mod tests {
             )
         );
         assert!(status_viewer("ReplicaSet").is_none());
+
+        // Without `rollingUpdate`, kubectl reads the revisions.
+        let plain = |status: Value| {
+            json!({"kind": "StatefulSet", "metadata": {"name": "web", "generation": 1},
+                   "spec": {"replicas": 2, "updateStrategy": {"type": "RollingUpdate"}},
+                   "status": status})
+        };
+        assert_eq!(
+            msg(plain(json!({"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 1,
+                             "currentRevision": "web-a", "updateRevision": "web-b"})))
+            .message,
+            "waiting for statefulset rolling update to complete 1 pods at revision web-b..."
+        );
+        let done = msg(plain(json!({"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2,
+            "currentReplicas": 2, "currentRevision": "web-b", "updateRevision": "web-b"})));
+        assert_eq!(
+            (done.message.as_str(), done.done),
+            (
+                "statefulset rolling update complete 2 pods at revision web-b...",
+                true
+            )
+        );
+    }
+
+    fn controller_revision(number: i64, image: &str, cause: Option<&str>) -> Value {
+        let mut rev = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": format!("web-{number}"), "ownerReferences": [
+                {"kind": "StatefulSet", "name": "web", "uid": "sts-uid", "controller": true}]},
+            "data": {"spec": {"template": {"$patch": "replace", "metadata": {"labels": {"app": "nginx"}},
+                "spec": {"containers": [{"name": "nginx", "image": image}]}}}},
+            "revision": number});
+        if let Some(cause) = cause {
+            rev["metadata"]["annotations"] = json!({CHANGE_CAUSE_ANNOTATION: cause});
+        }
+        rev
+    }
+
+    #[test]
+    fn statefulset_history_and_undo_use_its_controller_revisions() {
+        let revs = [
+            controller_revision(1, "busybox", None),
+            controller_revision(3, "busybox:1.36", Some("set image")),
+            controller_revision(2, "busybox:1.35", None),
+        ];
+        let refs: Vec<&Value> = revs.iter().collect();
+        let history = revision_templates(&refs);
+        assert_eq!(
+            history_text(&history, 0).expect("a table"),
+            "REVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n3         set image\n"
+        );
+        assert!(history[&2].get("$patch").is_none());
+        assert!(
+            history_text(&history, 2)
+                .expect("a template")
+                .contains("busybox:1.35")
+        );
+
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "web", "uid": "sts-uid", "resourceVersion": "9"},
+            "spec": {"template": controller_revision_template(&revs[1])}});
+        // Default: the revision before the newest.
+        match stateful_set_rollback(&sts, &refs, 0).expect("a rollback") {
+            Rollback::Update(next) => {
+                assert_eq!(
+                    next["spec"]["template"]["spec"]["containers"][0]["image"],
+                    "busybox:1.35"
+                );
+                assert_eq!(next["metadata"]["resourceVersion"], "9");
+            }
+            Rollback::Skip => panic!("not the current template"),
+        }
+        assert_eq!(stateful_set_rollback(&sts, &refs, 3), Ok(Rollback::Skip));
+        assert_eq!(
+            stateful_set_rollback(&sts, &refs, 7),
+            Err("unable to find specified revision 7 in history".into())
+        );
+        assert_eq!(
+            stateful_set_rollback(&sts, &refs[..1], 0),
+            Err("no last revision to roll back to".into())
+        );
     }
 
     fn rs(
