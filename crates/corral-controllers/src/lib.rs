@@ -10,6 +10,10 @@
 //!   [`cronjob`]: batch.
 //! - [`gc`]: garbage collection by ownerReferences; [`namespace`]: namespace deletion;
 //!   [`serviceaccount`]: the default ServiceAccount and its token in every namespace.
+//! - [`persistentvolume`]: binding claims to volumes, phases, reclaiming (Retain, Recycle,
+//!   Delete), the pvc/pv protection finalizers; [`local_path`]: Corral's built-in provisioner
+//!   (a directory on one node); [`volume_helper`]: the helper pods that remove or scrub a
+//!   volume's directory on its node.
 //! - [`node_lifecycle`]: node heartbeats → `Ready=Unknown`, the `not-ready` / `unreachable`
 //!   taints, pods marked not ready, and taint-based eviction of the pods on tainted nodes.
 
@@ -18,8 +22,11 @@ pub mod daemonset;
 pub mod deployment;
 pub mod gc;
 pub mod job;
+pub mod local_path;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod runtime;
 pub mod serviceaccount;
+pub mod volume_helper;

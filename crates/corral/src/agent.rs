@@ -53,6 +53,10 @@ pub struct NodeArgs {
     /// Longest restart back-off, in seconds.
     #[arg(long, env = "CORRAL_BACKOFF_MAX_SECONDS", default_value_t = 300.0)]
     pub backoff_max_seconds: f64,
+    /// Where the local-path provisioner makes this node's volumes (default:
+    /// <data-dir>/local-path); published on the Node as `corral.io/local-path-root`.
+    #[arg(long, env = "CORRAL_LOCAL_PATH_ROOT")]
+    pub local_path_root: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -79,6 +83,7 @@ impl NodeArgs {
             }
         }
         cfg.max_pods = self.max_pods;
+        cfg.local_path_root = self.local_path_root.clone();
         for l in &self.node_labels {
             let (k, v) = corral_agent::config::parse_label(l)
                 .map_err(|e| anyhow::anyhow!("--node-labels: {e}"))?;
