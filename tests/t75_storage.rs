@@ -74,7 +74,7 @@ async fn delete(client: &Client, kind: &str, name: &str) {
 async fn event_with(client: &Client, name: &str, words: &str) {
     eventually(&format!("an event about {name}: {words:?}"), LONG, || async {
         let events = client
-            .list("Event", "", &ListOptions::default())
+            .list("Event", None, &ListOptions::default())
             .await
             .map_err(|e| e.to_string())?;
         let about: Vec<String> = events

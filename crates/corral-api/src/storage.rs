@@ -442,8 +442,10 @@ mod tests {
         })
     }
 
+    /// Sets the value at a JSON pointer whose parent exists.
     fn set(mut v: Value, pointer: &str, value: Value) -> Value {
-        *v.pointer_mut(pointer).expect("the pointer exists") = value;
+        let (parent, key) = pointer.rsplit_once('/').expect("a pointer");
+        v.pointer_mut(parent).expect("the parent exists")[key] = value;
         v
     }
 

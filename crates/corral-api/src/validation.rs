@@ -1749,7 +1749,7 @@ fn storage_class(errs: &mut Errs, obj: &Value) {
                 }
             }
             if items(expr, "values").is_empty() {
-                errs.required_because(format!("{p}.values"), "must specify as least one value");
+                errs.required_because(format!("{p}.values"), "must specify at least one value");
             }
         }
     }

@@ -927,15 +927,7 @@ impl Ctx {
         }
         let live = self
             .client
-            .list(
-                "Pod",
-                ns,
-                &ListOptions {
-                    label_selector: String::new(),
-                    field_selector: String::new(),
-                    stale_ok: false,
-                },
-            )
+            .list("Pod", Some(ns), &ListOptions::default())
             .await
             .map_err(api(format!("claim {key}: listing the pods that may use it")))?;
         if live.items.iter().any(|p| pod_uses_claim(p, ns, name)) {

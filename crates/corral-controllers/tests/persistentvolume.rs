@@ -12,7 +12,6 @@ use corral_client::{Client, DeleteOptions, ListOptions};
 use corral_controllers::volume_helper::HELPER_NAMESPACE;
 use corral_controllers::{local_path, persistentvolume};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 mod support;
 use support::{Server, eventually, server};
@@ -119,7 +118,7 @@ async fn phase(client: &Client, kind: &str, ns: &str, name: &str, want: &str) ->
 /// The events recorded about an object: `reason: message` lines.
 async fn events(client: &Client, ns: &str, name: &str) -> Vec<String> {
     let list = client
-        .list("Event", ns, &ListOptions::default())
+        .list("Event", (!ns.is_empty()).then_some(ns), &ListOptions::default())
         .await
         .expect("events");
     list.items
@@ -263,7 +262,7 @@ async fn wait_for_first_consumer_provisions_on_the_selected_node_only() {
     )
     .await;
     let pvs = c
-        .list("PersistentVolume", "", &ListOptions::default())
+        .list("PersistentVolume", None, &ListOptions::default())
         .await
         .expect("pvs");
     assert!(pvs.items.is_empty(), "nothing is provisioned before a pod is scheduled");
@@ -302,12 +301,12 @@ async fn a_class_of_an_unknown_provisioner_leaves_the_claim_pending_with_kuberne
         "waiting for a volume to be created, either by external provisioner \"example.com/nfs\" or manually created by system administrator",
     )
     .await;
-    let claim = get(c, "PersistentVolumeClaim", "default", "shared")
+    let shared = get(c, "PersistentVolumeClaim", "default", "shared")
         .await
         .expect("claim");
-    assert_eq!(storage::phase(&claim), "Pending");
+    assert_eq!(storage::phase(&shared), "Pending");
     assert_eq!(
-        storage::annotation(&claim, storage::ANN_STORAGE_PROVISIONER),
+        storage::annotation(&shared, storage::ANN_STORAGE_PROVISIONER),
         Some("example.com/nfs")
     );
     // A default class that is not the newest default is not chosen.
@@ -338,7 +337,7 @@ async fn retain_keeps_a_released_volume_and_recycle_scrubs_it_for_the_next_claim
     let pv = phase(c, "PersistentVolume", "", "kept", "Released").await;
     assert_eq!(pv["spec"]["claimRef"]["name"], "first", "Released keeps its claimRef");
     let helpers = c
-        .list("Pod", HELPER_NAMESPACE, &ListOptions::default())
+        .list("Pod", Some(HELPER_NAMESPACE), &ListOptions::default())
         .await
         .expect("pods");
     assert!(helpers.items.is_empty(), "Retain runs nothing on the node");
@@ -442,11 +441,11 @@ async fn a_claim_in_use_and_a_bound_volume_are_not_removed_under_their_users() {
         .await
         .expect("delete accepted");
     assert!(corral_api::object::deletion_timestamp(&pv).is_some());
-    let claim = c
+    let deleting = c
         .delete("PersistentVolumeClaim", "default", "data", &DeleteOptions::default())
         .await
         .expect("delete accepted");
-    assert!(corral_api::object::deletion_timestamp(&claim).is_some());
+    assert!(corral_api::object::deletion_timestamp(&deleting).is_some());
     // Both stay while the pod runs.
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
