@@ -49,6 +49,8 @@ pub enum AgentError {
 struct Informed {
     config_maps: Informer,
     secrets: Informer,
+    claims: Informer,
+    volumes: Informer,
     allocatable: Value,
 }
 
@@ -79,6 +81,18 @@ impl ConfigSource for Informed {
 
     async fn node_allocatable(&self) -> Option<Value> {
         Some(self.allocatable.clone())
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        Ok(self.claims.get(namespace, name).map(|v| v.as_ref().clone()))
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<Option<Value>, ApiError> {
+        Ok(self.volumes.get("", name).map(|v| v.as_ref().clone()))
     }
 }
 
@@ -176,8 +190,18 @@ pub async fn run(
     let secrets = Informer::builder(client.clone(), "Secret")
         .index("namespace", corral_client::informer::index_by_namespace)
         .start(cancel.child_token());
+    // Pods wait on their claims being bound: claims and volumes wake them like ConfigMaps do.
+    let claims = Informer::builder(client.clone(), "PersistentVolumeClaim")
+        .start(cancel.child_token());
+    let volumes_informer =
+        Informer::builder(client.clone(), "PersistentVolume").start(cancel.child_token());
     let (config_tx, config_rx) = watch::channel(0u64);
-    for inf in [config_maps.clone(), secrets.clone()] {
+    for inf in [
+        config_maps.clone(),
+        secrets.clone(),
+        claims.clone(),
+        volumes_informer.clone(),
+    ] {
         let tx = config_tx.clone();
         let mut changes = inf.subscribe();
         let cancel = cancel.clone();
@@ -197,6 +221,8 @@ pub async fn run(
     pods.wait_synced().await;
     config_maps.wait_synced().await;
     secrets.wait_synced().await;
+    claims.wait_synced().await;
+    volumes_informer.wait_synced().await;
 
     let shared = Shared {
         client: client.clone(),
@@ -205,6 +231,8 @@ pub async fn run(
         config: Arc::new(Informed {
             config_maps,
             secrets,
+            claims,
+            volumes: volumes_informer,
             allocatable: node
                 .pointer("/status/allocatable")
                 .cloned()

@@ -37,6 +37,9 @@ pub struct AgentConfig {
     pub backoff: Backoff,
     /// Every pod is looked at again this often even when nothing was heard of it.
     pub resync: Duration,
+    /// Where the local-path provisioner makes this node's volumes (`None`:
+    /// `<data_dir>/local-path`); published on the Node as `corral.io/local-path-root`.
+    pub local_path_root: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -57,6 +60,23 @@ impl AgentConfig {
             lease_duration: Duration::from_secs(40),
             backoff: Backoff::default(),
             resync: Duration::from_secs(10),
+            local_path_root: None,
+        }
+    }
+
+    /// The local-path root as an absolute path (a relative one is taken from the current
+    /// directory), as published on the Node.
+    pub fn local_path_root(&self) -> PathBuf {
+        let root = self
+            .local_path_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("local-path"));
+        if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()
+                .map(|cwd| cwd.join(&root))
+                .unwrap_or(root)
         }
     }
 

@@ -49,6 +49,18 @@ pub trait ConfigSource: Send + Sync {
     async fn node_allocatable(&self) -> Option<Value> {
         None
     }
+    /// A PersistentVolumeClaim's JSON, `None` when it does not exist. The default knows none.
+    async fn persistent_volume_claim(
+        &self,
+        _namespace: &str,
+        _name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        Ok(None)
+    }
+    /// A PersistentVolume's JSON, `None` when it does not exist. The default knows none.
+    async fn persistent_volume(&self, _name: &str) -> Result<Option<Value>, ApiError> {
+        Ok(None)
+    }
 }
 
 /// Facts about the pod only the node knows.
@@ -752,6 +764,8 @@ pub(crate) mod tests {
         pub secrets: Mutex<BTreeMap<(String, String), Value>>,
         pub allocatable: Option<Value>,
         pub calls: Mutex<u32>,
+        /// PersistentVolumeClaims (by namespace and name) and PersistentVolumes (namespace `""`).
+        pub storage: Mutex<BTreeMap<(String, String), Value>>,
     }
 
     impl MemSource {
@@ -764,6 +778,13 @@ pub(crate) mod tests {
                 (ns.into(), name.into()),
                 json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data}),
             );
+        }
+        pub(crate) fn put_storage(&self, obj: Value) {
+            let key = (
+                corral_api::object::namespace(&obj).to_string(),
+                corral_api::object::name(&obj).to_string(),
+            );
+            self.storage.lock().expect("lock").insert(key, obj);
         }
         pub(crate) fn with_object(self, ns: &str, name: &str, obj: Value) -> Self {
             let kind = obj["kind"].as_str().unwrap_or_default().to_string();
@@ -818,6 +839,26 @@ pub(crate) mod tests {
         }
         async fn node_allocatable(&self) -> Option<Value> {
             self.allocatable.clone()
+        }
+        async fn persistent_volume_claim(
+            &self,
+            ns: &str,
+            name: &str,
+        ) -> Result<Option<Value>, ApiError> {
+            Ok(self
+                .storage
+                .lock()
+                .expect("lock")
+                .get(&(ns.into(), name.into()))
+                .cloned())
+        }
+        async fn persistent_volume(&self, name: &str) -> Result<Option<Value>, ApiError> {
+            Ok(self
+                .storage
+                .lock()
+                .expect("lock")
+                .get(&(String::new(), name.into()))
+                .cloned())
         }
     }
 

@@ -172,6 +172,14 @@ fn os_image() -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
+/// The annotations this agent owns on its Node: where the local-path provisioner makes this
+/// node's volumes (`corral.io/local-path-root`).
+pub fn node_annotations(cfg: &AgentConfig) -> Value {
+    json!({
+        (corral_api::storage::LOCAL_PATH_ROOT_ANNOTATION): cfg.local_path_root().display().to_string(),
+    })
+}
+
 /// The Node object of a first registration.
 pub fn new_node(cfg: &AgentConfig, ip: IpAddr, runtime: &str) -> Value {
     let mut labels = serde_json::Map::new();
@@ -184,7 +192,7 @@ pub fn new_node(cfg: &AgentConfig, ip: IpAddr, runtime: &str) -> Value {
     let mut node = json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": cfg.name, "labels": labels},
+        "metadata": {"name": cfg.name, "labels": labels, "annotations": node_annotations(cfg)},
         "spec": {},
         "status": node_status(cfg, ip, runtime, None),
     });
@@ -219,7 +227,7 @@ pub async fn register(
                     "Node",
                     "",
                     &cfg.name,
-                    &json!({"metadata": {"labels": labels}}),
+                    &json!({"metadata": {"labels": labels, "annotations": node_annotations(cfg)}}),
                     false,
                 )
                 .await?;

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `emptyDir` | `kubernetes.io~empty-dir/<name>` (mode 0777) | read-write |
 //! | `hostPath` | the host path itself, after its `type` check | read-write |
+//! | `persistentVolumeClaim` | the bound volume's `hostPath`/`local` path | read-write |
 //! | `configMap` | `kubernetes.io~configmap/<name>` | read-only |
 //! | `secret` | `kubernetes.io~secret/<name>` | read-only |
 //! | `downwardAPI` | `kubernetes.io~downward-api/<name>` | read-only |
@@ -23,8 +24,20 @@
 //!   `kubernetes.io/service-account.name`), not a TokenRequest token: `audience` and
 //!   `expirationSeconds` are not honoured. Until such a Secret exists in the namespace the file is
 //!   empty; it fills in on a later [`prepare_volumes`] once the account's token Secret appears.
-//! - `persistentVolumeClaim` is not supported yet (storage comes later): such a pod gets a
-//!   `CreateContainerConfigError` saying so. Other volume types (nfs, csi, image, ...) likewise.
+//! - Volume types other than those above and `persistentVolumeClaim` (nfs, csi, image, ...) get a
+//!   `CreateContainerConfigError` saying they are not supported.
+//!
+//! A `persistentVolumeClaim` volume is its claim's bound PersistentVolume's directory on this
+//! node (`spec.hostPath.path` or `spec.local.path`, the only sources Corral's volumes have),
+//! mounted read-write unless the pod's volume says `readOnly`. The claim must exist, not be
+//! being deleted and be Bound, and the volume must belong to this node (its
+//! `kubernetes.io/hostname` node affinity); until then the pod stays `ContainerCreating` with a
+//! `FailedMount` event naming why (`persistentvolumeclaim "data" is not bound`). A hostPath
+//! volume gets the same type check as a hostPath pod volume; a volume made by the local-path
+//! provisioner (`pv.kubernetes.io/provisioned-by: corral.io/local-path`) is created on first
+//! use, mode 0777 as rancher's local-path-provisioner makes it, so any container user can write.
+//! The agent never removes a persistent volume's data: its reclaim policy is the controllers'
+//! business.
 //!
 //! ConfigMap, Secret, downward API and projected contents are written as the kubelet's
 //! `AtomicWriter` writes them, so a reader in the container never sees half an update:
@@ -314,11 +327,19 @@ async fn prepare_one(
         }
         return write_volume(projected_dir(PROJECTED_PLUGIN), &payload).map_err(fail);
     }
-    if let Some(claim) = &volume.persistent_volume_claim {
-        return Err(ConfigError::config(format!(
-            "volume \"{name}\": persistentVolumeClaim volumes (claim \"{}\") are not supported by Corral yet: storage comes in a later version",
-            claim.claim_name
-        )));
+    if let Some(source) = &volume.persistent_volume_claim {
+        let path = claimed_volume_dir(
+            fetch.source(),
+            fetch.namespace(),
+            &source.claim_name,
+            &ctx.node_name,
+        )
+        .await
+        .map_err(fail)?;
+        return Ok(PreparedVolume {
+            host_path: path,
+            read_only: source.read_only == Some(true),
+        });
     }
     // A volume with no source is an emptyDir (as the API server defaults it).
     let other = raw
@@ -335,6 +356,78 @@ async fn prepare_one(
         host_path: dir,
         read_only: false,
     })
+}
+
+/// The directory of the volume bound to the claim `namespace/claim_name`, ready on this node
+/// (`node`), or the kubelet-style reason it is not.
+async fn claimed_volume_dir(
+    src: &dyn ConfigSource,
+    namespace: &str,
+    claim_name: &str,
+    node: &str,
+) -> Result<PathBuf, String> {
+    use corral_api::storage;
+    let claim = src
+        .persistent_volume_claim(namespace, claim_name)
+        .await
+        .map_err(|e| format!("couldn't get persistentvolumeclaim {namespace}/{claim_name}: {e}"))?
+        .ok_or_else(|| format!("persistentvolumeclaim \"{claim_name}\" not found"))?;
+    if corral_api::object::deletion_timestamp(&claim).is_some() {
+        return Err(format!(
+            "can't start pod because PVC {namespace}/{claim_name} is being deleted"
+        ));
+    }
+    let volume_name = storage::claim_volume_name(&claim);
+    if volume_name.is_empty() || storage::phase(&claim) != storage::CLAIM_BOUND {
+        return Err(format!("persistentvolumeclaim \"{claim_name}\" is not bound"));
+    }
+    let pv = src
+        .persistent_volume(volume_name)
+        .await
+        .map_err(|e| format!("couldn't get persistentvolume {volume_name}: {e}"))?
+        .ok_or_else(|| format!("persistentvolume \"{volume_name}\" not found"))?;
+    if !storage::is_volume_bound_to_claim(&pv, &claim) {
+        return Err(format!(
+            "persistentvolume \"{volume_name}\" is not bound to persistentvolumeclaim \"{claim_name}\""
+        ));
+    }
+    if let Some(owner) = storage::volume_node(&pv)
+        && owner != node
+    {
+        return Err(format!(
+            "volume node affinity conflict: persistentvolume \"{volume_name}\" is on node \"{owner}\", not \"{node}\""
+        ));
+    }
+    let path = storage::volume_path(&pv).ok_or_else(|| {
+        format!("persistentvolume \"{volume_name}\" has no hostPath or local path: Corral cannot mount it")
+    })?;
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(format!(
+            "persistentvolume \"{volume_name}\": path {:?} must be an absolute path",
+            path.display()
+        ));
+    }
+    if storage::annotation(&pv, storage::ANN_PROVISIONED_BY) == Some(storage::LOCAL_PATH_PROVISIONER) {
+        ensure_dir(&path, 0o777).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        return Ok(path);
+    }
+    match pv.pointer("/spec/hostPath") {
+        Some(host) if host.is_object() => {
+            let kind = host.get("type").and_then(Value::as_str).unwrap_or("");
+            check_host_path_type(&path, kind)?;
+        }
+        _ => {
+            // A local volume is a directory an administrator made.
+            if !path.is_dir() {
+                return Err(format!(
+                    "local volume \"{volume_name}\": path {} does not exist or is not a directory",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(path)
 }
 
 fn write_volume(dir: PathBuf, payload: &Payload) -> Result<PreparedVolume, String> {
@@ -1783,22 +1876,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn persistent_volume_claims_and_unknown_types_are_config_errors() {
+    async fn unknown_volume_types_are_config_errors() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let p = pod(
-            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}}]),
-            app(),
-        );
-        let err = prepare_volumes(tmp.path(), &p, &ctx(), &MemSource::default())
-            .await
-            .expect_err("pvc");
-        assert_eq!(err.reason, "CreateContainerConfigError");
-        assert!(
-            err.message.contains("persistentVolumeClaim"),
-            "{}",
-            err.message
-        );
-        assert!(err.message.contains("db-data"), "{}", err.message);
         let p = pod(
             json!([{"name": "n", "nfs": {"server": "s", "path": "/x"}}]),
             app(),
@@ -1811,6 +1890,133 @@ mod tests {
             err.message,
             "volume \"n\": nfs volumes are not supported by Corral"
         );
+    }
+
+    fn claim(name: &str, volume: Option<&str>) -> Value {
+        let mut c = json!({
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Pending"},
+        });
+        if let Some(v) = volume {
+            c["spec"]["volumeName"] = json!(v);
+            c["status"]["phase"] = json!("Bound");
+        }
+        c
+    }
+
+    fn bound_volume(name: &str, claim: &str, source: Value, node: &str) -> Value {
+        let mut v = json!({
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "claimRef": {"namespace": "default", "name": claim, "uid": format!("uid-{claim}")},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}},
+            },
+            "status": {"phase": "Bound"},
+        });
+        let (key, value) = source
+            .as_object()
+            .and_then(|o| o.iter().next())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .expect("one source");
+        v["spec"][key] = value;
+        v
+    }
+
+    #[tokio::test]
+    async fn a_claim_mounts_its_bound_volume_once_it_is_bound_on_this_node() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("local-path/pvc-1_default_www");
+        let src = MemSource::default();
+        let p = pod(
+            json!([{"name": "www", "persistentVolumeClaim": {"claimName": "www"}},
+                   {"name": "ro", "persistentVolumeClaim": {"claimName": "www", "readOnly": true}}]),
+            app(),
+        );
+        let failure = |src: &MemSource| {
+            let p = p.clone();
+            let root = tmp.path().to_path_buf();
+            async move {
+                let e = prepare_volumes(&root, &p, &ctx(), src)
+                    .await
+                    .expect_err("not ready");
+                assert_eq!(e.reason, "ContainerCreating");
+                e.message
+            }
+        };
+        assert_eq!(
+            failure(&src).await,
+            "MountVolume.SetUp failed for volume \"www\" : persistentvolumeclaim \"www\" not found"
+        );
+        src.put_storage(claim("www", None));
+        assert_eq!(
+            failure(&src).await,
+            "MountVolume.SetUp failed for volume \"www\" : persistentvolumeclaim \"www\" is not bound"
+        );
+        src.put_storage(claim("www", Some("pvc-1")));
+        assert_eq!(
+            failure(&src).await,
+            "MountVolume.SetUp failed for volume \"www\" : persistentvolume \"pvc-1\" not found"
+        );
+        let mut pv = bound_volume(
+            "pvc-1",
+            "www",
+            json!({"hostPath": {"path": data, "type": "DirectoryOrCreate"}}),
+            "other-node",
+        );
+        src.put_storage(pv.clone());
+        assert!(failure(&src).await.contains("volume node affinity conflict"));
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+            ["values"] = json!(["node-1"]);
+        pv["metadata"]["annotations"] = json!({"pv.kubernetes.io/provisioned-by": "corral.io/local-path"});
+        src.put_storage(pv);
+        let prepared = prepare_volumes(tmp.path(), &p, &ctx(), &src)
+            .await
+            .expect("ready");
+        assert_eq!(prepared.host_path("www"), Some(data.as_path()));
+        assert!(data.is_dir(), "a local-path volume is made on first use");
+        assert_eq!(mode(&data) & 0o777, 0o777);
+        assert_eq!(prepared.get("www").map(|v| v.read_only), Some(false));
+        assert_eq!(prepared.get("ro").map(|v| v.read_only), Some(true));
+    }
+
+    #[tokio::test]
+    async fn an_administrators_volume_gets_the_host_path_checks() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let src = MemSource::default();
+        src.put_storage(claim("data", Some("pv-admin")));
+        let missing = tmp.path().join("missing");
+        src.put_storage(bound_volume(
+            "pv-admin",
+            "data",
+            json!({"local": {"path": missing}}),
+            "node-1",
+        ));
+        let p = pod(
+            json!([{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]),
+            app(),
+        );
+        let err = prepare_volumes(tmp.path(), &p, &ctx(), &src)
+            .await
+            .expect_err("missing local path");
+        assert!(err.message.contains("does not exist"), "{}", err.message);
+        fs::create_dir(&missing).expect("mkdir");
+        let prepared = prepare_volumes(tmp.path(), &p, &ctx(), &src)
+            .await
+            .expect("ready");
+        assert_eq!(prepared.host_path("d"), Some(missing.as_path()));
+        // Another claim's volume is refused.
+        let mut stolen = claim("data", Some("pv-admin"));
+        stolen["metadata"]["uid"] = json!("someone-else");
+        src.put_storage(stolen);
+        let err = prepare_volumes(tmp.path(), &p, &ctx(), &src)
+            .await
+            .expect_err("not ours");
+        assert!(err.message.contains("is not bound to"), "{}", err.message);
     }
 
     #[tokio::test]

@@ -8,10 +8,21 @@
 //! - `ServiceAccount`: `serviceAccountName: default`, and, unless `automountServiceAccountToken`
 //!   is false, a projected volume `kube-api-access-<random>` (token, `ca.crt`, namespace) mounted
 //!   read-only at `/var/run/secrets/kubernetes.io/serviceaccount` in every container.
+//!
+//! And to PersistentVolumes and PersistentVolumeClaims ([`admit_new_storage_object`]):
+//!
+//! - The strategies' create preparation: the status a client sent is dropped; the object starts
+//!   `Pending` (the PV controller makes a volume `Available`).
+//! - `StorageObjectInUseProtection`: the finalizer `kubernetes.io/pvc-protection` on every claim
+//!   and `kubernetes.io/pv-protection` on every volume, so a claim a pod uses and a bound volume
+//!   are not removed under it (the PV controller removes the finalizers once that is safe).
+//! - `DefaultStorageClass` ([`set_default_storage_class`]): a claim naming no class (absent, not
+//!   `""`) gets the default class, when there is one.
 
 use serde_json::{Map, Value, json};
 
 use crate::meta;
+use crate::storage;
 
 /// Seconds a pod tolerates a not-ready or unreachable node by default.
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
@@ -37,6 +48,54 @@ pub fn admit_new_pod(obj: &mut Value) {
     };
     default_tolerations(spec);
     service_account(spec);
+}
+
+/// Create-time admission of a PersistentVolume or PersistentVolumeClaim (anything else is left
+/// alone): status reset to `Pending`, the protection finalizer added.
+pub fn admit_new_storage_object(obj: &mut Value) {
+    let finalizer = match obj.get("kind").and_then(Value::as_str) {
+        Some("PersistentVolume") => storage::PV_PROTECTION_FINALIZER,
+        Some("PersistentVolumeClaim") => storage::PVC_PROTECTION_FINALIZER,
+        _ => return,
+    };
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
+    root.insert("status".into(), json!({"phase": "Pending"}));
+    let meta = root.entry("metadata").or_insert_with(|| json!({}));
+    let Some(meta) = meta.as_object_mut() else {
+        return; // left for validation to report
+    };
+    let finalizers = meta
+        .entry("finalizers")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    match finalizers {
+        Value::Array(list) => {
+            if !list.iter().any(|f| f == finalizer) {
+                list.push(json!(finalizer));
+            }
+        }
+        Value::Null => *finalizers = json!([finalizer]),
+        _ => {} // left for validation to report
+    }
+}
+
+/// The DefaultStorageClass admission: a claim whose `spec.storageClassName` is absent or null
+/// gets `default_class` (from [`storage::default_storage_class`]); with no default it stays
+/// unset. A claim that names a class, even `""`, is left alone.
+pub fn set_default_storage_class(claim: &mut Value, default_class: Option<&str>) {
+    if claim.get("kind").and_then(Value::as_str) != Some("PersistentVolumeClaim")
+        || !storage::claim_class_unset(claim)
+    {
+        return;
+    }
+    let (Some(class), Some(spec)) = (
+        default_class,
+        claim.get_mut("spec").and_then(Value::as_object_mut),
+    ) else {
+        return;
+    };
+    spec.insert("storageClassName".into(), json!(class));
 }
 
 fn default_tolerations(spec: &mut Map<String, Value>) {
@@ -207,6 +266,45 @@ mod tests {
             assert_eq!(m["mountPath"], SERVICE_ACCOUNT_MOUNT_PATH);
             assert_eq!(m["readOnly"], true);
         }
+    }
+
+    #[test]
+    fn storage_objects_start_pending_with_their_protection_finalizer() {
+        let mut claim = json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "c",
+            "finalizers": ["example.com/keep"]}, "spec": {}, "status": {"phase": "Bound"}});
+        admit_new_storage_object(&mut claim);
+        assert_eq!(claim["status"], json!({"phase": "Pending"}));
+        assert_eq!(
+            claim["metadata"]["finalizers"],
+            json!(["example.com/keep", "kubernetes.io/pvc-protection"])
+        );
+        admit_new_storage_object(&mut claim);
+        assert_eq!(claim["metadata"]["finalizers"].as_array().map(Vec::len), Some(2));
+        let mut pv = json!({"kind": "PersistentVolume", "metadata": {"name": "v"}, "spec": {}});
+        admit_new_storage_object(&mut pv);
+        assert_eq!(pv["metadata"]["finalizers"], json!(["kubernetes.io/pv-protection"]));
+        let mut cm = json!({"kind": "ConfigMap", "metadata": {"name": "x"}});
+        admit_new_storage_object(&mut cm);
+        assert!(cm["metadata"].get("finalizers").is_none());
+    }
+
+    #[test]
+    fn only_claims_without_a_class_get_the_default() {
+        let mut unset = json!({"kind": "PersistentVolumeClaim", "spec": {}});
+        set_default_storage_class(&mut unset, Some("local-path"));
+        assert_eq!(unset["spec"]["storageClassName"], "local-path");
+        let mut null = json!({"kind": "PersistentVolumeClaim", "spec": {"storageClassName": null}});
+        set_default_storage_class(&mut null, Some("local-path"));
+        assert_eq!(null["spec"]["storageClassName"], "local-path");
+        let mut empty = json!({"kind": "PersistentVolumeClaim", "spec": {"storageClassName": ""}});
+        set_default_storage_class(&mut empty, Some("local-path"));
+        assert_eq!(empty["spec"]["storageClassName"], "");
+        let mut named = json!({"kind": "PersistentVolumeClaim", "spec": {"storageClassName": "fast"}});
+        set_default_storage_class(&mut named, Some("local-path"));
+        assert_eq!(named["spec"]["storageClassName"], "fast");
+        let mut no_default = json!({"kind": "PersistentVolumeClaim", "spec": {}});
+        set_default_storage_class(&mut no_default, None);
+        assert!(no_default["spec"].get("storageClassName").is_none());
     }
 
     #[test]

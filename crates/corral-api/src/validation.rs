@@ -659,19 +659,7 @@ fn kind_rules(errs: &mut Errs, info: &KindInfo, obj: &Value) {
         "Secret" => secret(errs, obj),
         "PersistentVolume" => persistent_volume(errs, spec),
         "PersistentVolumeClaim" => claim_spec(errs, get(obj, "spec"), "spec"),
-        "StorageClass" => {
-            if get_nonempty(obj, "provisioner").is_none() {
-                errs.required("provisioner");
-            }
-            one_of(errs, obj, "reclaimPolicy", "", &["Delete", "Retain"]);
-            one_of(
-                errs,
-                obj,
-                "volumeBindingMode",
-                "",
-                &["Immediate", "WaitForFirstConsumer"],
-            );
-        }
+        "StorageClass" => storage_class(errs, obj),
         "Lease" => at_least(errs, spec, "leaseDurationSeconds", "spec", 1),
         "ControllerRevision" => {
             // As Kubernetes' ValidateControllerRevision: data and revision are required, and the
@@ -1778,7 +1766,21 @@ fn claim_spec(errs: &mut Errs, spec: Option<&Value>, path: &str) {
         }
     }
     one_of(errs, spec, "volumeMode", path, VOLUME_MODES);
+    if let Some(class) = get_nonempty(spec, "storageClassName")
+        && let Err(why) = check_dns1123_subdomain(class)
+    {
+        errs.invalid_str(join_path(path, "storageClassName"), class, &why);
+    }
+    if let Some(selector) = get(spec, "selector")
+        && let Err(e) = from_label_selector_json(selector)
+    {
+        errs.invalid(join_path(path, "selector"), selector, &e.to_string());
+    }
 }
+
+/// The volume sources Corral can mount: a directory on a node.
+const PV_SOURCES: &[&str] = &["hostPath", "local"];
+const NODE_SELECTOR_OPERATORS: &[&str] = &["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"];
 
 fn persistent_volume(errs: &mut Errs, spec: &Value) {
     if !spec.is_object() {
@@ -1787,10 +1789,22 @@ fn persistent_volume(errs: &mut Errs, spec: &Value) {
         }
         return;
     }
-    match spec.get("capacity").and_then(|c| get(c, "storage")) {
-        None => errs.required("spec.capacity[storage]"),
-        Some(value) => {
-            quantity_field(errs, "spec.capacity[storage]".into(), value);
+    match entries(spec, "capacity") {
+        None => errs.required("spec.capacity"),
+        Some(capacity) => {
+            match capacity.get("storage").filter(|v| !v.is_null()) {
+                None => errs.required("spec.capacity[storage]"),
+                Some(value) => {
+                    quantity_field(errs, "spec.capacity[storage]".into(), value);
+                }
+            }
+            if capacity.keys().any(|k| k != "storage") {
+                errs.unsupported(
+                    "spec.capacity",
+                    &Value::Object(capacity.clone()),
+                    &["storage"],
+                );
+            }
         }
     }
     access_modes(errs, spec, "spec");
@@ -1802,6 +1816,18 @@ fn persistent_volume(errs: &mut Errs, spec: &Value) {
         &["Retain", "Delete", "Recycle"],
     );
     one_of(errs, spec, "volumeMode", "spec", VOLUME_MODES);
+    if let Some(class) = get_nonempty(spec, "storageClassName")
+        && let Err(why) = check_dns1123_subdomain(class)
+    {
+        errs.invalid_str("spec.storageClassName", class, &why);
+    }
+    if let Some(r) = get(spec, "claimRef").filter(|r| r.is_object()) {
+        for key in ["name", "namespace"] {
+            if get_nonempty(r, key).is_none() {
+                errs.required(format!("spec.claimRef.{key}"));
+            }
+        }
+    }
     const NOT_SOURCES: &[&str] = &[
         "accessModes",
         "capacity",
@@ -1813,18 +1839,177 @@ fn persistent_volume(errs: &mut Errs, spec: &Value) {
         "volumeMode",
         "volumeAttributesClassName",
     ];
-    let sources = spec
+    let sources: Vec<&String> = spec
         .as_object()
         .map(|m| {
             m.iter()
                 .filter(|(k, v)| !v.is_null() && !NOT_SOURCES.contains(&k.as_str()))
-                .count()
+                .map(|(k, _)| k)
+                .collect()
         })
-        .unwrap_or(0);
-    if sources == 0 {
+        .unwrap_or_default();
+    if sources.is_empty() {
         errs.required_because("spec", "must specify a volume type");
-    } else if sources > 1 {
+    } else if sources.len() > 1 {
         errs.forbidden("spec", "may not specify more than 1 volume type");
+    }
+    for source in &sources {
+        if !PV_SOURCES.contains(&source.as_str()) {
+            errs.forbidden(
+                format!("spec.{source}"),
+                "Corral can only mount hostPath and local persistent volumes (a directory on a node)",
+            );
+        }
+    }
+    let reclaim = get_str(spec, "persistentVolumeReclaimPolicy").unwrap_or("");
+    for source in ["hostPath", "local"] {
+        let Some(src) = get(spec, source) else {
+            continue;
+        };
+        let path_field = format!("spec.{source}.path");
+        match get_nonempty(src, "path") {
+            None => errs.required(path_field),
+            Some(path) => {
+                if source == "local" && !path.starts_with('/') {
+                    errs.invalid_str(path_field.clone(), path, "must be an absolute path");
+                }
+                if path.split('/').any(|part| part == "..") {
+                    errs.invalid_str(path_field, path, "must not contain '..'");
+                }
+                if source == "hostPath" && reclaim == "Recycle" && path.trim_end_matches('/').is_empty()
+                {
+                    errs.forbidden(
+                        "spec.persistentVolumeReclaimPolicy",
+                        "may not be 'recycle' for a hostPath mount of '/'",
+                    );
+                }
+            }
+        }
+    }
+    match get(spec, "nodeAffinity") {
+        Some(affinity) => match get(affinity, "required") {
+            Some(required) => node_selector(errs, required, "spec.nodeAffinity.required"),
+            None if get(spec, "local").is_some() => {
+                errs.required_because("spec.nodeAffinity.required", "Local volume requires node affinity")
+            }
+            None => {}
+        },
+        None if get(spec, "local").is_some() => {
+            errs.required_because("spec.nodeAffinity", "Local volume requires node affinity")
+        }
+        None => {}
+    }
+}
+
+/// A `v1.NodeSelector` (`nodeSelectorTerms`): at least one term, known operators, values as
+/// each operator wants them.
+fn node_selector(errs: &mut Errs, selector: &Value, path: &str) {
+    let terms = items(selector, "nodeSelectorTerms");
+    if terms.is_empty() {
+        errs.required_because(
+            format!("{path}.nodeSelectorTerms"),
+            "must have at least one node selector term",
+        );
+    }
+    for (i, term) in terms.iter().enumerate() {
+        let term_path = format!("{path}.nodeSelectorTerms[{i}]");
+        for (j, expr) in items(term, "matchExpressions").iter().enumerate() {
+            let p = format!("{term_path}.matchExpressions[{j}]");
+            match get_nonempty(expr, "key") {
+                None => errs.required(format!("{p}.key")),
+                Some(key) => {
+                    if let Err(why) = check_qualified_name(key) {
+                        errs.invalid_str(format!("{p}.key"), key, &why);
+                    }
+                }
+            }
+            let values = items(expr, "values");
+            match get_str(expr, "operator") {
+                None | Some("") => errs.required(format!("{p}.operator")),
+                Some("In" | "NotIn") if values.is_empty() => errs.required_because(
+                    format!("{p}.values"),
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                ),
+                Some("Exists" | "DoesNotExist") if !values.is_empty() => errs.forbidden(
+                    format!("{p}.values"),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ),
+                Some("Gt" | "Lt") => {
+                    let one_int = values.len() == 1
+                        && values[0].as_str().is_some_and(|v| v.parse::<i64>().is_ok());
+                    if !one_int {
+                        errs.required_because(
+                            format!("{p}.values"),
+                            "must be specified single value when `operator` is 'Lt' or 'Gt'",
+                        );
+                    }
+                }
+                Some(op) if !NODE_SELECTOR_OPERATORS.contains(&op) => errs.unsupported(
+                    format!("{p}.operator"),
+                    &Value::String(op.to_string()),
+                    NODE_SELECTOR_OPERATORS,
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// A StorageClass: a provisioner name, known reclaim policy and binding mode, and
+/// `allowedTopologies` terms of label keys with values.
+fn storage_class(errs: &mut Errs, obj: &Value) {
+    match get_nonempty(obj, "provisioner") {
+        None => errs.required("provisioner"),
+        Some(p) => {
+            if let Err(why) = check_qualified_name(p) {
+                errs.invalid_str("provisioner", p, &why);
+            }
+        }
+    }
+    one_of(errs, obj, "reclaimPolicy", "", &["Delete", "Retain"]);
+    one_of(
+        errs,
+        obj,
+        "volumeBindingMode",
+        "",
+        &["Immediate", "WaitForFirstConsumer"],
+    );
+    if let Some(params) = entries(obj, "parameters") {
+        if params.len() > 512 {
+            errs.push(
+                "parameters",
+                format!("Too many: {}: must have at most 512 items", params.len()),
+            );
+        }
+        for (k, v) in params {
+            if !v.is_string() {
+                errs.invalid(format!("parameters[{k}]"), v, "must be a string");
+            }
+        }
+    }
+    for (i, term) in items(obj, "allowedTopologies").iter().enumerate() {
+        let term_path = format!("allowedTopologies[{i}]");
+        let exprs = items(term, "matchLabelExpressions");
+        if exprs.is_empty() {
+            errs.required_because(
+                format!("{term_path}.matchLabelExpressions"),
+                "must have at least one label expression",
+            );
+        }
+        for (j, expr) in exprs.iter().enumerate() {
+            let p = format!("{term_path}.matchLabelExpressions[{j}]");
+            match get_nonempty(expr, "key") {
+                None => errs.required(format!("{p}.key")),
+                Some(key) => {
+                    if let Err(why) = check_qualified_name(key) {
+                        errs.invalid_str(format!("{p}.key"), key, &why);
+                    }
+                }
+            }
+            if items(expr, "values").is_empty() {
+                errs.required_because(format!("{p}.values"), "must specify at least one value");
+            }
+        }
     }
 }
 
@@ -1919,6 +2104,7 @@ fn immutability(errs: &mut Errs, info: &KindInfo, old: &Value, new: &Value) {
             }
         }
         "PersistentVolumeClaim" => claim_update(errs, old, new),
+        "PersistentVolume" => volume_update(errs, old, new),
         "Pod" => pod_update(errs, old, new),
         "ConfigMap" | "Secret" => {
             if at(old, &["immutable"]) == &Value::Bool(true) {
@@ -1982,16 +2168,26 @@ fn without(spec: &Value, strip: impl Fn(&mut Map<String, Value>)) -> Value {
     copy
 }
 
+/// Kubernetes' `ValidatePersistentVolumeClaimUpdate`: the spec is immutable, except that
+/// `volumeName` may be set once (binding), and the storage request of a Bound claim may grow
+/// (never shrink).
 fn claim_update(errs: &mut Errs, old: &Value, new: &Value) {
     let old_spec = at(old, &["spec"]);
     let binding = is_blank(at(old_spec, &["volumeName"]));
+    let bound = at(old, &["status", "phase"]).as_str() == Some("Bound");
     let strip = |map: &mut Map<String, Value>| {
         map.remove("volumeAttributesClassName");
         if binding {
             map.remove("volumeName");
         }
-        if let Some(resources) = map.get_mut("resources").and_then(Value::as_object_mut) {
-            resources.remove("requests");
+        if bound
+            && let Some(requests) = map
+                .get_mut("resources")
+                .and_then(Value::as_object_mut)
+                .and_then(|r| r.get_mut("requests"))
+                .and_then(Value::as_object_mut)
+        {
+            requests.remove("storage");
         }
     };
     let changed = changed_keys(
@@ -2006,6 +2202,54 @@ fn claim_update(errs: &mut Errs, old: &Value, new: &Value) {
                 changed.join(", ")
             ),
         );
+    }
+    let size = |v: &Value| {
+        quantity_of(at(v, &["spec", "resources", "requests", "storage"]))
+            .and_then(Result::ok)
+            .map(|q| q.milli_value())
+    };
+    if let (Some(before), Some(after)) = (size(old), size(new))
+        && after < before
+    {
+        errs.forbidden(
+            "spec.resources.requests.storage",
+            "field can not be less than previous value",
+        );
+    }
+}
+
+/// Kubernetes' `ValidatePersistentVolumeUpdate`: the volume source, the volume mode and a set
+/// node affinity do not change.
+fn volume_update(errs: &mut Errs, old: &Value, new: &Value) {
+    const NOT_SOURCES: &[&str] = &[
+        "accessModes",
+        "capacity",
+        "claimRef",
+        "mountOptions",
+        "nodeAffinity",
+        "persistentVolumeReclaimPolicy",
+        "storageClassName",
+        "volumeMode",
+        "volumeAttributesClassName",
+    ];
+    let source = |v: &Value| without(at(v, &["spec"]), |m| m.retain(|k, _| !NOT_SOURCES.contains(&k.as_str())));
+    if !same(&source(old), &source(new)) {
+        errs.forbidden(
+            "spec.persistentvolumesource",
+            "spec.persistentvolumesource is immutable after creation",
+        );
+    }
+    let mode = |v: &Value| {
+        at(v, &["spec", "volumeMode"])
+            .as_str()
+            .unwrap_or("Filesystem")
+            .to_string()
+    };
+    if mode(old) != mode(new) {
+        errs.invalid("spec.volumeMode", at(new, &["spec", "volumeMode"]), IMMUTABLE);
+    }
+    if !is_blank(at(old, &["spec", "nodeAffinity"])) {
+        unchanged(errs, old, new, &["spec", "nodeAffinity"]);
     }
 }
 
@@ -3067,6 +3311,99 @@ subsets:
             ),
             (
                 with(
+                    &with(&of_kind("PersistentVolume"), "/spec/hostPath", Value::Null),
+                    "/spec/nfs",
+                    json!({"server": "nfs.example.com", "path": "/exports"}),
+                ),
+                "spec.nfs",
+                "only mount hostPath and local",
+            ),
+            (
+                with(
+                    &with(&of_kind("PersistentVolume"), "/spec/hostPath", Value::Null),
+                    "/spec/local",
+                    json!({"path": "/mnt/disks/ssd1"}),
+                ),
+                "spec.nodeAffinity",
+                "Local volume requires node affinity",
+            ),
+            (
+                with(
+                    &of_kind("PersistentVolume"),
+                    "/spec/local",
+                    json!({"path": "/mnt/disks/ssd1"}),
+                ),
+                "spec",
+                "may not specify more than 1 volume type",
+            ),
+            (
+                with(
+                    &with(&of_kind("PersistentVolume"), "/spec/hostPath/path", json!("/")),
+                    "/spec/persistentVolumeReclaimPolicy",
+                    json!("Recycle"),
+                ),
+                "spec.persistentVolumeReclaimPolicy",
+                "may not be 'recycle' for a hostPath mount of '/'",
+            ),
+            (
+                with(&of_kind("PersistentVolume"), "/spec/hostPath/path", json!("/data/../etc")),
+                "spec.hostPath.path",
+                "must not contain '..'",
+            ),
+            (
+                with(
+                    &of_kind("PersistentVolume"),
+                    "/spec/nodeAffinity",
+                    json!({"required": {"nodeSelectorTerms": []}}),
+                ),
+                "spec.nodeAffinity.required.nodeSelectorTerms",
+                "at least one node selector term",
+            ),
+            (
+                with(
+                    &of_kind("PersistentVolume"),
+                    "/spec/nodeAffinity",
+                    json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "kubernetes.io/hostname", "operator": "Near", "values": ["n1"]}]}]}}),
+                ),
+                "spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].operator",
+                "Unsupported value: \"Near\"",
+            ),
+            (
+                with(&of_kind("PersistentVolume"), "/spec/capacity/cpu", json!("1")),
+                "spec.capacity",
+                "supported values: \"storage\"",
+            ),
+            (
+                with(
+                    &of_kind("PersistentVolumeClaim"),
+                    "/spec/storageClassName",
+                    json!("Fast_Disks"),
+                ),
+                "spec.storageClassName",
+                "RFC 1123 subdomain",
+            ),
+            (
+                with(&of_kind("StorageClass"), "/provisioner", json!("not a name!")),
+                "provisioner",
+                "Invalid value: \"not a name!\"",
+            ),
+            (
+                with(
+                    &of_kind("StorageClass"),
+                    "/allowedTopologies",
+                    json!([{"matchLabelExpressions": [{"key": "disktype", "values": []}]}]),
+                ),
+                "allowedTopologies[0].matchLabelExpressions[0].values",
+                "at least one value",
+            ),
+            (
+                with(&of_kind("StorageClass"), "/reclaimPolicy", json!("Recycle")),
+                "reclaimPolicy",
+                "Unsupported value: \"Recycle\"",
+            ),
+            (
+                with(
                     &of_kind("PersistentVolumeClaim"),
                     "/spec/resources",
                     Value::Null,
@@ -3429,9 +3766,26 @@ subsets:
                 with(&pod, "/status", json!({"phase": "Running"})),
             ),
             (
-                "claim resize",
-                claim.clone(),
-                with(&claim, "/spec/resources/requests/storage", json!("5Gi")),
+                "bound claim grows",
+                with(&claim, "/status/phase", json!("Bound")),
+                with(
+                    &with(&claim, "/status/phase", json!("Bound")),
+                    "/spec/resources/requests/storage",
+                    json!("5Gi"),
+                ),
+            ),
+            (
+                "volume reclaim policy and capacity",
+                defaulted(of_kind("PersistentVolume")),
+                with(
+                    &with(
+                        &defaulted(of_kind("PersistentVolume")),
+                        "/spec/persistentVolumeReclaimPolicy",
+                        json!("Delete"),
+                    ),
+                    "/spec/capacity/storage",
+                    json!("20Gi"),
+                ),
             ),
             (
                 "claim bound",
@@ -3616,6 +3970,32 @@ subsets:
                 with(&claim, "/spec/storageClassName", json!("fast")),
                 "spec",
                 "spec is immutable after creation",
+            ),
+            (
+                claim.clone(),
+                with(&claim, "/spec/resources/requests/storage", json!("5Gi")),
+                "spec",
+                "changed: resources",
+            ),
+            (
+                with(&claim, "/status/phase", json!("Bound")),
+                with(
+                    &with(&claim, "/status/phase", json!("Bound")),
+                    "/spec/resources/requests/storage",
+                    json!("1Gi"),
+                ),
+                "spec.resources.requests.storage",
+                "can not be less than previous value",
+            ),
+            (
+                defaulted(of_kind("PersistentVolume")),
+                with(
+                    &defaulted(of_kind("PersistentVolume")),
+                    "/spec/hostPath/path",
+                    json!("/elsewhere"),
+                ),
+                "spec.persistentvolumesource",
+                "immutable after creation",
             ),
             (
                 pod.clone(),

@@ -10,7 +10,8 @@
 //! - `status`: the one mapping from errors to gRPC statuses.
 //! - `metrics`, `http`: Prometheus metrics and `/healthz`, `/readyz`, `/metrics`.
 //! - `logs`: container logs, proxied from the agent of the pod's node.
-//! - `bootstrap`: the namespaces every cluster has, created by the leader.
+//! - `bootstrap`: the namespaces and the default StorageClass every cluster has, created by the
+//!   leader.
 
 pub mod bootstrap;
 pub mod http;

@@ -13,7 +13,7 @@ use corral_api::selector::{
     FieldSelector, LabelSelector, parse_field_selector, parse_label_selector,
 };
 use corral_api::service_ip::ServiceIpRange;
-use corral_api::{ApiError, defaults, meta, validation};
+use corral_api::{ApiError, defaults, meta, storage, validation};
 use corral_store::{Action, Failure, Op, Pre, Store, Txn, TxnResult};
 use serde_json::{Value, json};
 
@@ -219,6 +219,11 @@ impl Objects {
         let info = kind_of(&kind)?;
         defaults::apply_defaults(&mut obj);
         corral_api::admission::admit_new_pod(&mut obj);
+        corral_api::admission::admit_new_storage_object(&mut obj);
+        if info.kind == "PersistentVolumeClaim" && storage::claim_class_unset(&obj) {
+            let default = self.default_storage_class()?;
+            corral_api::admission::set_default_storage_class(&mut obj, default.as_deref());
+        }
         if info.kind == "Namespace" {
             add_namespace_finalizer(&mut obj);
         }
@@ -320,6 +325,57 @@ impl Objects {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// The cluster's default StorageClass (DefaultStorageClass admission), read from this
+    /// server's state.
+    fn default_storage_class(&self) -> Result<Option<String>, ApiError> {
+        let classes = self.stored_list("StorageClass")?;
+        Ok(storage::default_storage_class(&classes))
+    }
+
+    /// Every object of a cluster-wide kind, from this server's state.
+    fn stored_list(&self, kind: &str) -> Result<Vec<Value>, ApiError> {
+        let info = kind_of(kind)?;
+        let (items, _) = self
+            .store
+            .reader()
+            .list(&list_prefix(info, None))
+            .map_err(ApiError::internal)?;
+        items
+            .iter()
+            .map(|s| serde_json::from_str(&s.value).map_err(ApiError::internal))
+            .collect()
+    }
+
+    /// The PersistentVolumeClaimResize admission: a claim's storage request grows only when its
+    /// StorageClass allows volume expansion.
+    fn check_claim_resize(&self, old: &Value, next: &Value) -> Result<(), ApiError> {
+        let size = |v: &Value| storage::requested_storage(v).unwrap_or(0);
+        if str_at(old, "/kind") != "PersistentVolumeClaim" || size(next) <= size(old) {
+            return Ok(());
+        }
+        let class = storage::claim_class(next);
+        let allowed = !class.is_empty()
+            && class == storage::claim_class(old)
+            && self
+                .stored(&ObjectKey {
+                    kind: "StorageClass".into(),
+                    namespace: String::new(),
+                    name: class.to_string(),
+                })?
+                .is_some_and(|(_, c)| c.get("allowVolumeExpansion") == Some(&Value::Bool(true)));
+        if allowed {
+            return Ok(());
+        }
+        Err(ApiError::Invalid {
+            kind: "PersistentVolumeClaim".into(),
+            name: str_at(next, "/metadata/name"),
+            causes: vec![corral_api::Cause::new(
+                "spec.resources.requests.storage",
+                "Forbidden: only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize",
+            )],
+        })
     }
 
     fn check_namespace_open(&self, ns: &str) -> Result<(), ApiError> {
@@ -454,6 +510,9 @@ impl Objects {
             let mut next = admit_update(&old, next, status_only)?;
             if without_rv(&next) == without_rv(&old) {
                 return Ok(old);
+            }
+            if !status_only {
+                self.check_claim_resize(&old, &next)?;
             }
             let finalizing = next.pointer("/metadata/deletionTimestamp").is_some()
                 && next

@@ -13,6 +13,10 @@
 //!   [`serviceaccount`]: the default ServiceAccount and its token in every namespace.
 //! - [`endpoints`]: each Service's Endpoints from the ready and not-ready pods its selector
 //!   matches.
+//! - [`persistentvolume`]: binding claims to volumes, phases, reclaiming (Retain, Recycle,
+//!   Delete), the pvc/pv protection finalizers; [`local_path`]: Corral's built-in provisioner
+//!   (a directory on one node); [`volume_helper`]: the helper pods that remove or scrub a
+//!   volume's directory on its node.
 //! - [`node_lifecycle`]: node heartbeats → `Ready=Unknown`, the `not-ready` / `unreachable`
 //!   taints, pods marked not ready, and taint-based eviction of the pods on tainted nodes.
 
@@ -22,9 +26,12 @@ pub mod deployment;
 pub mod endpoints;
 pub mod gc;
 pub mod job;
+pub mod local_path;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod runtime;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod volume_helper;

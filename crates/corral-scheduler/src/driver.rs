@@ -26,6 +26,13 @@
 //!   finished is counted or forgotten) and rebuilt from the caches when a Node changes in what
 //!   scheduling reads, or after a relist.
 //!
+//! - **Volumes.** PersistentVolumeClaims, PersistentVolumes and StorageClasses come from their
+//!   own informers into the snapshot's [`VolumeState`] (rebuilt on every change of them, which
+//!   also retries unschedulable pods). Before a pod with unbound WaitForFirstConsumer claims is
+//!   bound, each such claim is annotated `volume.kubernetes.io/selected-node: <node>` (a merge
+//!   patch), so the PV controller binds it, or its provisioner makes a volume, on that node; a
+//!   pod whose claim cannot be annotated (deleted meanwhile) is not bound and goes to backoff.
+//!
 //! The pure part (queue, snapshot bookkeeping, plans) is [`Planner`]; [`run`] feeds it
 //! informer changes and bind answers and performs the writes it asks for.
 
@@ -41,8 +48,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::pod::PodInfo;
 use crate::schedule::{Placement, ScheduleError, schedule_batch};
 use crate::snapshot::Snapshot;
+use crate::volumes::VolumeState;
 
 /// The scheduler name pods get by default.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
@@ -181,6 +190,8 @@ pub fn node_fingerprint(node: &Value) -> Value {
         .cloned();
     json!([
         node.pointer("/metadata/labels"),
+        node.pointer("/metadata/annotations")
+            .and_then(|a| a.get(corral_api::storage::LOCAL_PATH_ROOT_ANNOTATION)),
         node.pointer("/spec/taints"),
         node.pointer("/spec/unschedulable"),
         node.pointer("/status/allocatable"),
@@ -535,6 +546,9 @@ pub struct PlannedBind {
     pub key: String,
     pub pod: Arc<Value>,
     pub binding: Binding,
+    /// WaitForFirstConsumer claims (`namespace`, `name`) to annotate with the chosen node
+    /// before the pod is bound.
+    pub select_node_on: Vec<(String, String)>,
 }
 
 /// A pod that got no placement: the condition reason and message to report.
@@ -730,7 +744,9 @@ impl Planner {
             .filter(|p| holds_node(p).is_some())
             .map(|p| (**p).clone())
             .collect();
+        let volumes = self.snapshot.take_volumes();
         self.snapshot = Snapshot::new(&nodes, &bound);
+        self.snapshot.set_volumes(volumes);
         for w in self.snapshot.warnings() {
             tracing::debug!(warning = %w, "scheduler: snapshot");
         }
@@ -754,6 +770,19 @@ impl Planner {
 
     pub fn has_ready(&self, now: Instant) -> bool {
         self.queue.has_ready(now)
+    }
+
+    /// The claims, volumes or classes changed: placement uses the new ones (keeping the volumes
+    /// assumed for pods not yet seen bound), and unschedulable pods are retried.
+    pub fn volumes_changed(&mut self, claims: &[Arc<Value>], pvs: &[Arc<Value>], classes: &[Arc<Value>]) {
+        let next = VolumeState::new(
+            claims.iter().map(|c| &**c),
+            pvs.iter().map(|v| &**v),
+            classes.iter().map(|c| &**c),
+            Some(self.snapshot.volumes()),
+        );
+        self.snapshot.set_volumes(next);
+        self.queue.move_all_unschedulable();
     }
 
     /// The next batch: the queued pods (up to the batch size) that still want scheduling, as
@@ -799,7 +828,19 @@ impl Planner {
                         },
                     );
                     let binding = binding_for(&pod, &placement.node);
-                    plan.binds.push(PlannedBind { key, pod, binding });
+                    let select_node_on = match PodInfo::from_pod(&pod) {
+                        Ok(info) if !info.claim_names().is_empty() => self
+                            .snapshot
+                            .volumes()
+                            .claims_to_select(&info, &placement.node),
+                        _ => Vec::new(),
+                    };
+                    plan.binds.push(PlannedBind {
+                        key,
+                        pod,
+                        binding,
+                        select_node_on,
+                    });
                 }
                 Some(Err(ScheduleError::Unschedulable(u))) => {
                     self.queue.unschedulable(&key, now);
@@ -901,11 +942,21 @@ pub async fn run(client: Client, opts: SchedulerOptions, cancel: CancellationTok
     let _stop_informers = token.clone().drop_guard();
     let nodes = Informer::builder(client.clone(), "Node").start(token.clone());
     let pods = Informer::builder(client.clone(), "Pod").start(token.clone());
+    let claims = Informer::builder(client.clone(), "PersistentVolumeClaim").start(token.clone());
+    let pvs = Informer::builder(client.clone(), "PersistentVolume").start(token.clone());
+    let classes = Informer::builder(client.clone(), "StorageClass").start(token.clone());
     let mut node_rx = nodes.subscribe();
     let mut pod_rx = pods.subscribe();
+    let mut claim_rx = claims.subscribe();
+    let mut pv_rx = pvs.subscribe();
+    let mut class_rx = classes.subscribe();
     tokio::select! {
         _ = token.cancelled() => return,
-        _ = async { nodes.wait_synced().await; pods.wait_synced().await } => {}
+        _ = async {
+            for i in [&nodes, &pods, &claims, &pvs, &classes] {
+                i.wait_synced().await;
+            }
+        } => {}
     }
     if token.is_cancelled() {
         return;
@@ -915,6 +966,7 @@ pub async fn run(client: Client, opts: SchedulerOptions, cancel: CancellationTok
     let mut planner = Planner::new(&opts);
     planner.resync_nodes(&nodes.list());
     planner.resync_pods(&pods.list());
+    planner.volumes_changed(&claims.list(), &pvs.list(), &classes.list());
     tracing::info!(
         nodes = nodes.list().len(),
         pending = planner.queue().counts().active,
@@ -934,6 +986,15 @@ pub async fn run(client: Client, opts: SchedulerOptions, cancel: CancellationTok
         }
         while let Ok(change) = pod_rx.try_recv() {
             on_pod_change(&mut planner, &pods, &change);
+        }
+        let mut volumes_changed = false;
+        for rx in [&mut claim_rx, &mut pv_rx, &mut class_rx] {
+            while rx.try_recv().is_ok() {
+                volumes_changed = true;
+            }
+        }
+        if volumes_changed {
+            planner.volumes_changed(&claims.list(), &pvs.list(), &classes.list());
         }
         while status_writes.try_join_next().is_some() {}
         let now = Instant::now();
@@ -982,10 +1043,41 @@ pub async fn run(client: Client, opts: SchedulerOptions, cancel: CancellationTok
                 if !plan.binds.is_empty() {
                     let client = client.clone();
                     binds.spawn(async move {
-                        let bindings: Vec<Binding> =
-                            plan.binds.iter().map(|b| b.binding.clone()).collect();
+                        // WaitForFirstConsumer claims learn their node before the pod is bound.
+                        let mut selection_failed: HashMap<String, ApiError> = HashMap::new();
+                        for b in &plan.binds {
+                            if let Err(e) = select_node(&client, b).await {
+                                selection_failed.insert(b.key.clone(), e);
+                            }
+                        }
+                        let bindings: Vec<Binding> = plan
+                            .binds
+                            .iter()
+                            .filter(|b| !selection_failed.contains_key(&b.key))
+                            .map(|b| b.binding.clone())
+                            .collect();
                         let sent = Instant::now();
-                        let answer = client.bind(&bindings).await;
+                        let answer = if selection_failed.is_empty() {
+                            client.bind(&bindings).await
+                        } else {
+                            let bound = if bindings.is_empty() {
+                                Ok(Vec::new())
+                            } else {
+                                client.bind(&bindings).await
+                            };
+                            bound.map(|results| {
+                                let mut results = results.into_iter();
+                                plan.binds
+                                    .iter()
+                                    .map(|b| match selection_failed.remove(&b.key) {
+                                        Some(e) => Err(e),
+                                        None => results.next().unwrap_or_else(|| {
+                                            Err(ApiError::internal("no bind result for this pod"))
+                                        }),
+                                    })
+                                    .collect()
+                            })
+                        };
                         tracing::debug!(
                             bindings = bindings.len(),
                             took = ?sent.elapsed(),
@@ -1023,10 +1115,27 @@ pub async fn run(client: Client, opts: SchedulerOptions, cancel: CancellationTok
             },
             Some(change) = node_rx.recv() => on_node_change(&mut planner, &nodes, &change),
             Some(change) = pod_rx.recv() => on_pod_change(&mut planner, &pods, &change),
+            Some(_) = claim_rx.recv() => planner.volumes_changed(&claims.list(), &pvs.list(), &classes.list()),
+            Some(_) = pv_rx.recv() => planner.volumes_changed(&claims.list(), &pvs.list(), &classes.list()),
+            Some(_) = class_rx.recv() => planner.volumes_changed(&claims.list(), &pvs.list(), &classes.list()),
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
     tracing::info!("scheduler: stopped");
+}
+
+/// Annotates the pod's WaitForFirstConsumer claims with the node chosen for it (Kubernetes'
+/// volume binder does this in PreBind).
+async fn select_node(client: &Client, b: &PlannedBind) -> Result<(), ApiError> {
+    for (namespace, name) in &b.select_node_on {
+        let patch = json!({"metadata": {"annotations": {
+            (corral_api::storage::ANN_SELECTED_NODE): b.binding.node,
+        }}});
+        client
+            .patch("PersistentVolumeClaim", namespace, name, &patch, false)
+            .await?;
+    }
+    Ok(())
 }
 
 fn on_node_change(planner: &mut Planner, nodes: &Informer, change: &Change) {

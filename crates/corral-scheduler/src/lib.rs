@@ -16,6 +16,8 @@
 //!   `DoesNotExist`, `Gt`, `Lt`, `matchFields` on `metadata.name`).
 //! - [`filter`]: the feasibility checks and their reason strings.
 //! - [`score`]: least-allocated resources and spreading of a controller's pods.
+//! - [`volumes`]: persistent volume claims in placement (Kubernetes' VolumeBinding and
+//!   VolumeRestrictions): [`volumes::VolumeState`], the pre-filter and the per-node filter.
 //! - [`snapshot`]: [`Snapshot`]: building it, `assume` and `forget`.
 //! - [`mod@schedule`]: [`schedule()`], [`schedule_batch`], [`Placement`], [`Unschedulable`] and the
 //!   "0/3 nodes are available: ..." message.
@@ -34,6 +36,7 @@ pub mod resources;
 pub mod schedule;
 pub mod score;
 pub mod snapshot;
+pub mod volumes;
 #[cfg(test)]
 mod testing;
 

@@ -38,6 +38,8 @@ pub(crate) struct Usage {
     pub(crate) requests: PodRequests,
     pub(crate) host_ports: Vec<HostPort>,
     pub(crate) owner_uid: Option<String>,
+    /// The claims (`namespace/name`) its volumes use.
+    pub(crate) claims: Vec<String>,
 }
 
 /// A node: its identity and constraints, its allocatable, and the sum of what the
@@ -56,6 +58,9 @@ pub struct NodeInfo {
     pod_count: i64,
     host_ports: Vec<HostPort>,
     owners: HashMap<String, usize>,
+    /// The node's `corral.io/local-path-root` annotation: where the local-path provisioner can
+    /// make volumes on it.
+    local_path_root: Option<String>,
 }
 
 impl NodeInfo {
@@ -132,6 +137,10 @@ impl NodeInfo {
             unschedulable,
             allocatable,
             allowed_pods,
+            local_path_root: object::annotations(node)
+                .get(corral_api::storage::LOCAL_PATH_ROOT_ANNOTATION)
+                .filter(|r| !r.is_empty())
+                .cloned(),
             ..Self::default()
         };
         (info, problems)
@@ -187,6 +196,11 @@ impl NodeInfo {
     /// The host ports the pods on the node bind.
     pub fn host_ports(&self) -> &[HostPort] {
         &self.host_ports
+    }
+
+    /// Where the local-path provisioner makes volumes on this node (published by its agent).
+    pub fn local_path_root(&self) -> Option<&str> {
+        self.local_path_root.as_deref()
     }
 
     /// How many pods on the node have this controller owner uid.

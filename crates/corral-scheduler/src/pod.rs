@@ -86,6 +86,8 @@ pub struct PodInfo {
     node_selector: LabelSelector,
     required_affinity: Option<NodeSelector>,
     owner_uid: Option<String>,
+    /// The claims its volumes name (`spec.volumes[].persistentVolumeClaim.claimName`).
+    claims: Vec<String>,
 }
 
 impl PodInfo {
@@ -129,6 +131,7 @@ impl PodInfo {
             )?),
             required_affinity,
             owner_uid: controller_uid(pod)?,
+            claims: claim_names(spec)?,
         })
     }
 
@@ -171,6 +174,23 @@ impl PodInfo {
         self.owner_uid.as_deref()
     }
 
+    /// The claims the pod's volumes use, as `namespace/name`.
+    pub fn claim_keys(&self) -> Vec<String> {
+        self.claims
+            .iter()
+            .map(|c| format!("{}/{c}", self.namespace))
+            .collect()
+    }
+
+    /// The names of the claims the pod's volumes use.
+    pub fn claim_names(&self) -> &[String] {
+        &self.claims
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Whether a node with this name and labels satisfies `spec.nodeSelector` and the required
     /// node affinity.
     pub fn matches_node(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
@@ -180,6 +200,27 @@ impl PodInfo {
                 .as_ref()
                 .is_none_or(|a| a.matches(node_name, labels))
     }
+}
+
+/// `spec.volumes[].persistentVolumeClaim.claimName`, each once.
+fn claim_names(spec: &Value) -> Result<Vec<String>, InvalidField> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, volume) in array(spec, "volumes", "spec")?.iter().enumerate() {
+        let path = format!("spec.volumes[{i}]");
+        let Some(claim) = field(volume, "persistentVolumeClaim") else {
+            continue;
+        };
+        let claim_path = format!("{path}.persistentVolumeClaim");
+        let name = string(claim, "claimName", &claim_path)?
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                InvalidField::new(format!("{claim_path}.claimName"), &Value::Null, "Required value")
+            })?;
+        if !out.iter().any(|c| c == name) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn host_ports(spec: &Value) -> Result<Vec<HostPort>, InvalidField> {

@@ -22,6 +22,7 @@ use crate::filter::run_filters;
 use crate::pod::PodInfo;
 use crate::score;
 use crate::snapshot::{Snapshot, pod_key};
+use crate::volumes;
 
 /// Kubernetes' message when the cluster has no nodes.
 pub const NO_NODES_AVAILABLE: &str = "no nodes available to schedule pods";
@@ -78,6 +79,20 @@ pub fn fit_error_message(nodes: usize, reasons: &BTreeMap<String, usize>) -> Str
     message
 }
 
+/// Kubernetes' message when a pre-filter plugin refuses the pod outright:
+/// `0/3 nodes are available: persistentvolumeclaim "data" not found.`
+fn pre_filter_failure(nodes: usize, message: String) -> Unschedulable {
+    let text = if nodes == 0 {
+        NO_NODES_AVAILABLE.to_string()
+    } else {
+        format!("0/{nodes} nodes are available: {message}.")
+    };
+    Unschedulable {
+        message: text,
+        reasons: BTreeMap::from([(message, nodes)]),
+    }
+}
+
 /// Reads the pod and refuses pods that are not the scheduler's to place.
 fn admit(snapshot: &Snapshot, pod: &Value) -> Result<(String, PodInfo), ScheduleError> {
     let key = pod_key(pod);
@@ -98,10 +113,24 @@ fn admit(snapshot: &Snapshot, pod: &Value) -> Result<(String, PodInfo), Schedule
 /// Filter → score → select over the snapshot; the index of the chosen node and its score.
 fn place(snapshot: &Snapshot, pod: &PodInfo) -> Result<(usize, i64), Unschedulable> {
     let nodes = snapshot.nodes();
+    let volumes = if pod.claim_names().is_empty() {
+        None
+    } else {
+        match snapshot.volumes().pre_filter(pod) {
+            Ok(v) => Some(v),
+            Err(message) => return Err(pre_filter_failure(nodes.len(), message)),
+        }
+    };
+    let users = |claim: &str| snapshot.nodes_using_claim(claim);
     let mut feasible = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for (i, node) in nodes.iter().enumerate() {
-        match run_filters(pod, node) {
+        let result = run_filters(pod, node).and_then(|()| match &volumes {
+            None => Ok(()),
+            Some(v) => volumes::filter(snapshot.volumes(), v, i, node, &users)
+                .map_err(|r| vec![std::borrow::Cow::Borrowed(r)]),
+        });
+        match result {
             Ok(()) => feasible.push(i),
             Err(failed) => {
                 for reason in failed {

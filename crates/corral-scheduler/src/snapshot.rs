@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::error::InvalidField;
 use crate::node::{NodeInfo, Usage};
 use crate::pod::PodInfo;
+use crate::volumes::VolumeState;
 
 /// Something in the listed objects that could not be read. The snapshot is still built (see
 /// [`NodeInfo::from_node`] for how an unreadable node field is taken; a bound pod that cannot be
@@ -51,6 +52,10 @@ pub struct Snapshot {
     /// Every pod counted, by `namespace/name`: its node and what it holds there.
     pods: HashMap<String, (usize, Usage)>,
     warnings: Vec<SnapshotWarning>,
+    /// For every claim a counted pod uses: how many such pods each node has.
+    claim_users: HashMap<String, HashMap<usize, usize>>,
+    /// The claims, volumes and classes (empty unless the driver sets them).
+    volumes: VolumeState,
 }
 
 pub(crate) fn pod_key(pod: &Value) -> String {
@@ -62,6 +67,7 @@ fn usage_of(info: &PodInfo) -> Usage {
         requests: info.requests(),
         host_ports: info.host_ports().to_vec(),
         owner_uid: info.owner_uid().map(str::to_string),
+        claims: info.claim_keys(),
     }
 }
 
@@ -136,10 +142,61 @@ impl Snapshot {
             if snapshot.pods.contains_key(&key) {
                 continue;
             }
-            snapshot.nodes[i].add(&usage);
-            snapshot.pods.insert(key, (i, usage));
+            snapshot.add_usage(key, i, usage);
         }
         snapshot
+    }
+
+    fn add_usage(&mut self, key: String, node: usize, usage: Usage) {
+        self.nodes[node].add(&usage);
+        for claim in &usage.claims {
+            *self
+                .claim_users
+                .entry(claim.clone())
+                .or_default()
+                .entry(node)
+                .or_default() += 1;
+        }
+        self.pods.insert(key, (node, usage));
+    }
+
+    fn remove_usage(&mut self, node: usize, usage: &Usage) {
+        self.nodes[node].remove(usage);
+        for claim in &usage.claims {
+            if let Some(users) = self.claim_users.get_mut(claim) {
+                if let Some(n) = users.get_mut(&node) {
+                    *n -= 1;
+                    if *n == 0 {
+                        users.remove(&node);
+                    }
+                }
+                if users.is_empty() {
+                    self.claim_users.remove(claim);
+                }
+            }
+        }
+    }
+
+    /// The indexes of the nodes where counted pods use the claim (`namespace/name`).
+    pub fn nodes_using_claim(&self, claim: &str) -> Vec<usize> {
+        self.claim_users
+            .get(claim)
+            .map(|users| users.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets the claims, volumes and classes placement checks pods' volumes against.
+    pub fn set_volumes(&mut self, volumes: VolumeState) {
+        self.volumes = volumes;
+    }
+
+    pub fn volumes(&self) -> &VolumeState {
+        &self.volumes
+    }
+
+    /// Takes the volume state out (leaving an empty one), to move it into a rebuilt snapshot.
+    pub fn take_volumes(&mut self) -> VolumeState {
+        std::mem::take(&mut self.volumes)
     }
 
     /// The nodes, sorted by name.
@@ -180,16 +237,19 @@ impl Snapshot {
             });
         }
         let usage = usage_of(&info);
-        self.nodes[i].add(&usage);
-        self.pods.insert(key, (i, usage));
+        self.add_usage(key, i, usage);
         Ok(())
     }
 
-    /// Counts a pod already read and placed by the scheduler.
+    /// Counts a pod already read and placed by the scheduler, with the volumes it was placed
+    /// for.
     pub(crate) fn count(&mut self, key: String, node: usize, info: &PodInfo) {
         let usage = usage_of(info);
-        self.nodes[node].add(&usage);
-        self.pods.insert(key, (node, usage));
+        if !info.claim_names().is_empty() {
+            let node_info = self.nodes[node].clone();
+            self.volumes.assume(info, &node_info);
+        }
+        self.add_usage(key, node, usage);
     }
 
     /// Takes a counted pod (by `namespace/name`) back off its node, exactly undoing what was
@@ -200,7 +260,7 @@ impl Snapshot {
             .pods
             .remove(&key)
             .ok_or(SnapshotError::NotCounted(key))?;
-        self.nodes[i].remove(&usage);
+        self.remove_usage(i, &usage);
         Ok(self.nodes[i].name().to_string())
     }
 }

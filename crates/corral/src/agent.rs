@@ -58,6 +58,10 @@ pub struct NodeArgs {
     /// at their own `status.podIP`. `corral up` uses 127.1.0.0/16 unless told otherwise.
     #[arg(long, env = "CORRAL_POD_IP_RANGE")]
     pub pod_ip_range: Option<String>,
+    /// Where the local-path provisioner makes this node's volumes (default:
+    /// <data-dir>/local-path); published on the Node as `corral.io/local-path-root`.
+    #[arg(long, env = "CORRAL_LOCAL_PATH_ROOT")]
+    pub local_path_root: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -90,6 +94,7 @@ impl NodeArgs {
                     .map_err(|e| anyhow::anyhow!("--pod-ip-range: {e}"))?,
             );
         }
+        cfg.local_path_root = self.local_path_root.clone();
         for l in &self.node_labels {
             let (k, v) = corral_agent::config::parse_label(l)
                 .map_err(|e| anyhow::anyhow!("--node-labels: {e}"))?;

@@ -74,7 +74,7 @@ pub struct ServerArgs {
 pub struct LeaderArgs {
     /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle,
     /// replicaset, deployment, daemonset, job, cronjob, garbage-collector, namespace,
-    /// serviceaccount, endpoints, statefulset).
+    /// serviceaccount, endpoints, statefulset, persistentvolume-binder, local-path-provisioner).
     #[arg(long, env = "CORRAL_DISABLE_LEADER_COMPONENTS", value_delimiter = ',')]
     pub disable_leader_components: Vec<String>,
     /// Seconds without a heartbeat before a node turns Ready=Unknown (Kubernetes'
@@ -120,7 +120,7 @@ impl LeaderArgs {
 }
 
 /// The leader-run components a server can run.
-pub const LEADER_COMPONENTS: [&str; 11] = [
+pub const LEADER_COMPONENTS: [&str; 14] = [
     "scheduler",
     "node-lifecycle",
     "replicaset",
@@ -133,6 +133,8 @@ pub const LEADER_COMPONENTS: [&str; 11] = [
     "serviceaccount",
     "endpoints",
     "statefulset",
+    "persistentvolume-binder",
+    "local-path-provisioner",
 ];
 
 /// Registers the leader-run component `name` (unless disabled) running `f` with its own client.
@@ -436,12 +438,21 @@ pub async fn start(
             component(move |t| corral_apiserver::bootstrap::ensure_namespaces(objects.clone(), t)),
         );
     }
+    {
+        let objects = objects.clone();
+        host.register(
+            "bootstrap-storage-class",
+            component(move |t| {
+                corral_apiserver::bootstrap::ensure_storage_class(objects.clone(), t)
+            }),
+        );
+    }
     // The scheduler and controllers use the API like any client (through this server, which
     // forwards writes to the leader, i.e. to itself while they run).
     let client = corral_client::Client::connect(&[loopback(api).to_string()])?;
     use corral_controllers::{
-        cronjob, daemonset, deployment, endpoints, gc, job, namespace, node_lifecycle, replicaset,
-        serviceaccount, statefulset,
+        cronjob, daemonset, deployment, endpoints, gc, job, local_path, namespace, node_lifecycle,
+        persistentvolume, replicaset, serviceaccount, statefulset,
     };
     register_with_client(&mut host, leader, &client, "scheduler", |c, t| {
         corral_scheduler::driver::run(c, corral_scheduler::driver::SchedulerOptions::default(), t)
@@ -482,6 +493,16 @@ pub async fn start(
     });
     register_with_client(&mut host, leader, &client, "statefulset", |c, t| {
         statefulset::run(c, Default::default(), t)
+    });
+    register_with_client(
+        &mut host,
+        leader,
+        &client,
+        "persistentvolume-binder",
+        |c, t| persistentvolume::run(c, Default::default(), t),
+    );
+    register_with_client(&mut host, leader, &client, "local-path-provisioner", |c, t| {
+        local_path::run(c, Default::default(), t)
     });
     if leader_probe {
         let (objects, metrics) = (objects.clone(), metrics.clone());
