@@ -426,6 +426,7 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
         assert_eq!(r.status, "NOERROR");
         assert_eq!(r.data(), ["10.200.0.1"]);
         assert!(r.flags.iter().any(|f| f == "ra"), "{:?}", r.flags);
+        assert!(!r.authoritative(), "relayed, not ours: {:?}", r.flags);
         let r = dig(p, "nope.default.svc.upstream.test", "A", tcp).await;
         assert_eq!(r.status, "NXDOMAIN");
         assert_eq!(r.authority.len(), 1, "the upstream's SOA: {r:?}");

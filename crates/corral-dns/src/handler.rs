@@ -221,6 +221,9 @@ impl Handler {
                 // The client asked for TC handling by its own transport; hickory sets TC again
                 // if this answer does not fit the client's UDP size.
                 metadata.truncation = false;
+                // This server recursed for the client and is no authority for the name.
+                metadata.recursion_available = true;
+                metadata.authoritative = false;
                 let response = MessageResponseBuilder::new(&request.queries, edns).build(
                     metadata,
                     reply.answers.iter(),
