@@ -144,12 +144,12 @@ fn headless_endpoints(ready: &[(&str, Option<&str>)], not_ready: &[(&str, Option
         None => json!({"ip": ip}),
     };
     json!({"apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "nginx", "namespace": "default"},
-        "subsets": [{
-            "addresses": ready.iter().map(addr).collect::<Vec<_>>(),
-            "notReadyAddresses": not_ready.iter().map(addr).collect::<Vec<_>>(),
-            "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}],
-        }]})
+    "metadata": {"name": "nginx", "namespace": "default"},
+    "subsets": [{
+        "addresses": ready.iter().map(addr).collect::<Vec<_>>(),
+        "notReadyAddresses": not_ready.iter().map(addr).collect::<Vec<_>>(),
+        "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}],
+    }]})
 }
 
 async fn create_objects(client: &Client) {
@@ -191,7 +191,10 @@ fn start(upstream: Option<u16>) -> (TestCluster, Vec<u16>) {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let p = ports.clone();
     let c = TestCluster::start_with(3, &[], move |id| {
-        let mut flags = vec!["--dns".to_string(), format!("127.0.0.1:{}", p[id as usize - 1])];
+        let mut flags = vec![
+            "--dns".to_string(),
+            format!("127.0.0.1:{}", p[id as usize - 1]),
+        ];
         if let (Some(up), true) = (upstream, id < 3) {
             flags.push("--dns-upstream".into());
             flags.push(format!("127.0.0.1:{up}"));
@@ -207,13 +210,7 @@ async fn cluster_names_answer_as_the_spec_says_on_every_server() {
     c.leader(T).await;
     create_objects(&c.client()).await;
     for port in &ports {
-        eventually_data(
-            *port,
-            "web.default.svc.cluster.local",
-            "A",
-            &["10.96.0.10"],
-        )
-        .await;
+        eventually_data(*port, "web.default.svc.cluster.local", "A", &["10.96.0.10"]).await;
     }
     let port = ports[0];
     for tcp in [false, true] {
@@ -260,7 +257,13 @@ async fn cluster_names_answer_as_the_spec_says_on_every_server() {
         assert_eq!(r.data(), ["10.1.0.3"], "the system-assigned hostname");
         let r = dig(port, "web-2.nginx.default.svc.cluster.local", "A", tcp).await;
         assert_eq!(r.status, "NXDOMAIN", "a not-ready endpoint has no name");
-        let r = dig(port, "_web._tcp.nginx.default.svc.cluster.local", "SRV", tcp).await;
+        let r = dig(
+            port,
+            "_web._tcp.nginx.default.svc.cluster.local",
+            "SRV",
+            tcp,
+        )
+        .await;
         assert_eq!(
             r.data(),
             [
@@ -315,7 +318,11 @@ async fn cluster_names_answer_as_the_spec_says_on_every_server() {
             ("nope.default.svc.cluster.local", "A", "NXDOMAIN"),
             ("web.nosuchns.svc.cluster.local", "A", "NXDOMAIN"),
             ("nosuchns.svc.cluster.local", "A", "NXDOMAIN"),
-            ("_nope._tcp.web.default.svc.cluster.local", "SRV", "NXDOMAIN"),
+            (
+                "_nope._tcp.web.default.svc.cluster.local",
+                "SRV",
+                "NXDOMAIN",
+            ),
             ("web.default.svc.cluster.local", "AAAA", "NOERROR"),
             ("web.default.svc.cluster.local", "TXT", "NOERROR"),
             ("nginx.default.svc.cluster.local", "SRV", "NOERROR"),
@@ -367,9 +374,12 @@ async fn cluster_names_answer_as_the_spec_says_on_every_server() {
         .await
         .expect("send");
     // A header claiming one question that is not there: FORMERR.
-    sock.send_to(&[0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0], ("127.0.0.1", port))
-        .await
-        .expect("send");
+    sock.send_to(
+        &[0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+        ("127.0.0.1", port),
+    )
+    .await
+    .expect("send");
     let mut buf = [0u8; 512];
     let (n, _) = tokio::time::timeout(T, sock.recv_from(&mut buf))
         .await
@@ -404,7 +414,13 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
         ))
         .await
         .expect("create");
-    eventually_data(up_port, "web.default.svc.upstream.test", "A", &["10.200.0.1"]).await;
+    eventually_data(
+        up_port,
+        "web.default.svc.upstream.test",
+        "A",
+        &["10.200.0.1"],
+    )
+    .await;
 
     let (c, ports) = start(Some(up_port));
     c.leader(T).await;
@@ -426,6 +442,7 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
         assert_eq!(r.status, "NOERROR");
         assert_eq!(r.data(), ["10.200.0.1"]);
         assert!(r.flags.iter().any(|f| f == "ra"), "{:?}", r.flags);
+        assert!(!r.authoritative(), "relayed, not ours: {:?}", r.flags);
         let r = dig(p, "nope.default.svc.upstream.test", "A", tcp).await;
         assert_eq!(r.status, "NXDOMAIN");
         assert_eq!(r.authority.len(), 1, "the upstream's SOA: {r:?}");
@@ -465,7 +482,13 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
     }
     let r = dig(port, "web-1.nginx.default.svc.cluster.local", "A", true).await;
     assert_eq!(r.status, "NXDOMAIN");
-    let r = dig(port, "_web._tcp.nginx.default.svc.cluster.local", "SRV", false).await;
+    let r = dig(
+        port,
+        "_web._tcp.nginx.default.svc.cluster.local",
+        "SRV",
+        false,
+    )
+    .await;
     assert_eq!(
         r.data(),
         [

@@ -18,7 +18,10 @@ pub enum ForwardError {
     #[error("no upstream DNS server is configured")]
     NoUpstream,
     #[error("upstream {upstream}: {message}")]
-    Failed { upstream: SocketAddr, message: String },
+    Failed {
+        upstream: SocketAddr,
+        message: String,
+    },
 }
 
 /// The upstream servers, tried in turn (starting with the next one for each query, so the load
@@ -68,11 +71,7 @@ impl Forwarder {
     }
 
     /// Resolves `name`/`qtype` upstream (recursion desired): the records of the answer section.
-    pub async fn resolve(
-        &self,
-        name: &Name,
-        qtype: RecordType,
-    ) -> Result<Message, ForwardError> {
+    pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Message, ForwardError> {
         let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
         msg.metadata.recursion_desired = true;
         msg.add_query(Query::query(name.clone(), qtype));
@@ -80,7 +79,11 @@ impl Forwarder {
         edns.set_max_payload(1232);
         msg.set_edns(edns);
         let bytes = msg.to_vec().map_err(|e| ForwardError::Failed {
-            upstream: self.upstreams.first().copied().unwrap_or(([0, 0, 0, 0], 0).into()),
+            upstream: self
+                .upstreams
+                .first()
+                .copied()
+                .unwrap_or(([0, 0, 0, 0], 0).into()),
             message: format!("cannot encode the query: {e}"),
         })?;
         self.exchange(&bytes).await
@@ -127,10 +130,7 @@ async fn exchange_tcp(upstream: SocketAddr, query: &[u8]) -> Result<Message, Str
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(query);
-    stream
-        .write_all(&framed)
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
     let mut len = [0u8; 2];
     stream
         .read_exact(&mut len)

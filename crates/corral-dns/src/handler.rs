@@ -8,7 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, Metadata, MessageType, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
 use hickory_server::proto::rr::{DNSClass, Record};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -25,7 +25,10 @@ pub struct ZoneHandle(Arc<RwLock<Option<Arc<Zone>>>>);
 
 impl ZoneHandle {
     pub fn current(&self) -> Option<Arc<Zone>> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set(&self, zone: Zone) {
@@ -196,7 +199,7 @@ impl RequestHandler for Handler {
                 .chain(answer.synthesized.iter())
                 .chain(chased.iter()),
             std::iter::empty(),
-            answer.authority.into_iter(),
+            answer.authority,
             answer.additionals.iter().copied(),
         );
         send(request, response_handle, response).await
@@ -221,6 +224,9 @@ impl Handler {
                 // The client asked for TC handling by its own transport; hickory sets TC again
                 // if this answer does not fit the client's UDP size.
                 metadata.truncation = false;
+                // This server recursed for the client and is no authority for the name.
+                metadata.recursion_available = true;
+                metadata.authoritative = false;
                 let response = MessageResponseBuilder::new(&request.queries, edns).build(
                     metadata,
                     reply.answers.iter(),

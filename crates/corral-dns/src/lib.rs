@@ -39,7 +39,9 @@ pub fn parse_upstreams(text: &str) -> Result<Vec<std::net::SocketAddr>, String> 
                     s.parse::<std::net::IpAddr>()
                         .map(|ip| std::net::SocketAddr::new(ip, 53))
                 })
-                .map_err(|_| format!("--dns-upstream: {s:?} is not IP:PORT (or an IP, for port 53)"))
+                .map_err(|_| {
+                    format!("--dns-upstream: {s:?} is not IP:PORT (or an IP, for port 53)")
+                })
         })
         .collect()
 }
@@ -56,7 +58,11 @@ mod tests {
                 "[::1]:53".parse().expect("addr"),
             ]
         );
-        assert!(super::parse_upstreams("").expect("empty is none").is_empty());
+        assert!(
+            super::parse_upstreams("")
+                .expect("empty is none")
+                .is_empty()
+        );
         let err = super::parse_upstreams("dns.example:53").expect_err("a host name");
         assert!(err.contains("dns.example:53"), "{err}");
     }

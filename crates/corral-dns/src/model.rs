@@ -240,7 +240,8 @@ mod tests {
             ServiceInfo::from_json(&ext).expect("a service").kind,
             ServiceKind::ExternalName("www.example.com".into())
         );
-        let pending = json!({"metadata": {"namespace": "d", "name": "p"}, "spec": {"ports": [{"port": 1}]}});
+        let pending =
+            json!({"metadata": {"namespace": "d", "name": "p"}, "spec": {"ports": [{"port": 1}]}});
         assert_eq!(
             ServiceInfo::from_json(&pending).expect("a service").kind,
             ServiceKind::ClusterIp(vec![])

@@ -116,10 +116,12 @@ impl DnsServer {
 }
 
 async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
-    let bind_err = |addr, protocol| move |source| DnsError::Bind {
-        addr,
-        protocol,
-        source,
+    let bind_err = |addr, protocol| {
+        move |source| DnsError::Bind {
+            addr,
+            protocol,
+            source,
+        }
     };
     if listen.port() != 0 {
         let udp = UdpSocket::bind(listen)

@@ -301,8 +301,9 @@ impl Builder {
                             .hostname
                             .clone()
                             .unwrap_or_else(|| system_hostname(address.ip));
-                        let Some(target) =
-                            Name::from_ascii(&host).and_then(|h| h.append_domain(&base)).ok()
+                        let Some(target) = Name::from_ascii(&host)
+                            .and_then(|h| h.append_domain(&base))
+                            .ok()
                         else {
                             tracing::debug!(service = %base, hostname = host, "endpoint hostname is not a DNS label");
                             continue;
@@ -594,9 +595,15 @@ impl Zone {
             return None;
         }
         if ip.contains("--") || ip.matches('-').count() > 3 {
-            ip.replace('-', ":").parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+            ip.replace('-', ":")
+                .parse::<Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
         } else {
-            ip.replace('-', ".").parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+            ip.replace('-', ".")
+                .parse::<Ipv4Addr>()
+                .ok()
+                .map(IpAddr::V4)
         }
     }
 }
@@ -670,7 +677,8 @@ mod tests {
                     .chain(a.synthesized.iter())
                     .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
                     .collect(),
-                a.authority.map(|r| format!("{} {}", r.name, r.record_type())),
+                a.authority
+                    .map(|r| format!("{} {}", r.name, r.record_type())),
             ),
         }
     }
@@ -713,7 +721,11 @@ mod tests {
             "names are case-insensitive"
         );
         assert_eq!(
-            data(&z, "_http._tcp.web.default.svc.cluster.local.", RecordType::SRV),
+            data(
+                &z,
+                "_http._tcp.web.default.svc.cluster.local.",
+                RecordType::SRV
+            ),
             ["0 100 80 web.default.svc.cluster.local."]
         );
         match z.lookup(
@@ -721,8 +733,7 @@ mod tests {
             RecordType::SRV,
         ) {
             Lookup::Answer(a) => {
-                let extra: Vec<String> =
-                    a.additionals.iter().map(|r| r.data.to_string()).collect();
+                let extra: Vec<String> = a.additionals.iter().map(|r| r.data.to_string()).collect();
                 assert_eq!(extra, ["10.96.0.10"], "the target's A goes along");
             }
             Lookup::Elsewhere => panic!("in zone"),
@@ -741,11 +752,19 @@ mod tests {
             NODATA
         );
         assert_eq!(
-            shape(&z, "_81._tcp.web.default.svc.cluster.local.", RecordType::SRV),
+            shape(
+                &z,
+                "_81._tcp.web.default.svc.cluster.local.",
+                RecordType::SRV
+            ),
             (ResponseCode::NXDomain, 0)
         );
         assert_eq!(
-            shape(&z, "_http._udp.web.default.svc.cluster.local.", RecordType::SRV),
+            shape(
+                &z,
+                "_http._udp.web.default.svc.cluster.local.",
+                RecordType::SRV
+            ),
             (ResponseCode::NXDomain, 0)
         );
         assert_eq!(
@@ -789,7 +808,11 @@ mod tests {
             ["10.1.0.1"]
         );
         assert_eq!(
-            data(&z, "10-1-0-3.nginx.default.svc.cluster.local.", RecordType::A),
+            data(
+                &z,
+                "10-1-0-3.nginx.default.svc.cluster.local.",
+                RecordType::A
+            ),
             ["10.1.0.3"],
             "an endpoint without hostname goes by its dashed address"
         );
@@ -799,7 +822,11 @@ mod tests {
             "a not-ready endpoint has no name"
         );
         assert_eq!(
-            data(&z, "_web._tcp.nginx.default.svc.cluster.local.", RecordType::SRV),
+            data(
+                &z,
+                "_web._tcp.nginx.default.svc.cluster.local.",
+                RecordType::SRV
+            ),
             [
                 "0 33 8080 10-1-0-3.nginx.default.svc.cluster.local.",
                 "0 33 8080 web-0.nginx.default.svc.cluster.local.",
@@ -953,7 +980,11 @@ mod tests {
             ["fd00::7"]
         );
         assert_eq!(
-            shape(&z, "10-244-1-7.default.pod.cluster.local.", RecordType::AAAA),
+            shape(
+                &z,
+                "10-244-1-7.default.pod.cluster.local.",
+                RecordType::AAAA
+            ),
             NODATA
         );
         assert_eq!(

@@ -39,7 +39,7 @@ pub struct DnsBench {
 
 fn service(i: usize) -> Vec<Value> {
     let name = format!("svc-{i}");
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         vec![json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "default"},
             "spec": {"clusterIP": cluster_ip(i), "ports": [
@@ -64,7 +64,12 @@ fn cluster_ip(i: usize) -> String {
 }
 
 fn pod_ip(i: usize, k: usize) -> String {
-    format!("10.{}.{}.{}", 100 + (i / 62_500) % 100, (i / 250) % 250, (i % 250) + k)
+    format!(
+        "10.{}.{}.{}",
+        100 + (i / 62_500) % 100,
+        (i / 250) % 250,
+        (i % 250) + k
+    )
 }
 
 /// The query mix: for every 20 queries, 8 A of cluster-IP services, 3 A of headless services,
@@ -192,13 +197,16 @@ pub async fn run(b: DnsBench) -> anyhow::Result<()> {
     // The zone holds every service once the last one answers.
     let last = (0..b.services)
         .rev()
-        .find(|i| i % 2 == 0)
+        .find(|i| i.is_multiple_of(2))
         .context("--services must be at least 1")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let want = cluster_ip(last);
     while dig_a(port, &format!("svc-{last}.default.svc.cluster.local")).await != want {
         if Instant::now() > deadline {
-            bail!("DNS did not answer for svc-{last} within 60 s (logs in {})", dir.path().display());
+            bail!(
+                "DNS did not answer for svc-{last} within 60 s (logs in {})",
+                dir.path().display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -60,6 +60,7 @@ pub async fn run(b: PodsBench) -> anyhow::Result<()> {
         .args(["--peer-listen", &format!("127.0.0.1:{peer}")])
         .args(["--http", &format!("127.0.0.1:{http}")])
         .args(["--agent-listen", &format!("127.0.0.1:{agent}")])
+        .args(["--dns", &format!("127.0.0.1:{}", free_port()?)])
         .args(["--max-pods", &(max + 10).to_string()])
         .args(["--name", "bench-node"])
         .env("CORRAL_LOG", "warn")

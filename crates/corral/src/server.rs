@@ -235,7 +235,9 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     )
     .await?;
     let dns = match a.dns {
-        Some(listen) => Some(crate::dns::start(listen, &a.dns_args, node.api, shutdown.clone()).await?),
+        Some(listen) => {
+            Some(crate::dns::start(listen, &a.dns_args, node.api, shutdown.clone()).await?)
+        }
         None => None,
     };
     println!(
@@ -244,7 +246,9 @@ pub async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
         node.api,
         node.peer,
         node.http,
-        dns.as_ref().map(|(d, _)| format!(" | dns {d}")).unwrap_or_default()
+        dns.as_ref()
+            .map(|(d, _)| format!(" | dns {d}"))
+            .unwrap_or_default()
     );
     wait_for_signal().await;
     shutdown.cancel();
