@@ -1927,6 +1927,15 @@ mod tests {
         v
     }
 
+    /// Why the pod's volumes cannot be set up yet (they must not be).
+    async fn not_ready(root: &Path, pod: &Value, src: &MemSource) -> String {
+        let e = prepare_volumes(root, pod, &ctx(), src)
+            .await
+            .expect_err("not ready");
+        assert_eq!(e.reason, "ContainerCreating");
+        e.message
+    }
+
     #[tokio::test]
     async fn a_claim_mounts_its_bound_volume_once_it_is_bound_on_this_node() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -1937,29 +1946,18 @@ mod tests {
                    {"name": "ro", "persistentVolumeClaim": {"claimName": "www", "readOnly": true}}]),
             app(),
         );
-        let failure = |src: &MemSource| {
-            let p = p.clone();
-            let root = tmp.path().to_path_buf();
-            async move {
-                let e = prepare_volumes(&root, &p, &ctx(), src)
-                    .await
-                    .expect_err("not ready");
-                assert_eq!(e.reason, "ContainerCreating");
-                e.message
-            }
-        };
         assert_eq!(
-            failure(&src).await,
+            not_ready(tmp.path(), &p, &src).await,
             "MountVolume.SetUp failed for volume \"www\" : persistentvolumeclaim \"www\" not found"
         );
         src.put_storage(claim("www", None));
         assert_eq!(
-            failure(&src).await,
+            not_ready(tmp.path(), &p, &src).await,
             "MountVolume.SetUp failed for volume \"www\" : persistentvolumeclaim \"www\" is not bound"
         );
         src.put_storage(claim("www", Some("pvc-1")));
         assert_eq!(
-            failure(&src).await,
+            not_ready(tmp.path(), &p, &src).await,
             "MountVolume.SetUp failed for volume \"www\" : persistentvolume \"pvc-1\" not found"
         );
         let mut pv = bound_volume(
@@ -1969,7 +1967,7 @@ mod tests {
             "other-node",
         );
         src.put_storage(pv.clone());
-        assert!(failure(&src).await.contains("volume node affinity conflict"));
+        assert!(not_ready(tmp.path(), &p, &src).await.contains("volume node affinity conflict"));
         pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
             ["values"] = json!(["node-1"]);
         pv["metadata"]["annotations"] = json!({"pv.kubernetes.io/provisioned-by": "corral.io/local-path"});
