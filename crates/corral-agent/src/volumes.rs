@@ -379,7 +379,9 @@ async fn claimed_volume_dir(
     }
     let volume_name = storage::claim_volume_name(&claim);
     if volume_name.is_empty() || storage::phase(&claim) != storage::CLAIM_BOUND {
-        return Err(format!("persistentvolumeclaim \"{claim_name}\" is not bound"));
+        return Err(format!(
+            "persistentvolumeclaim \"{claim_name}\" is not bound"
+        ));
     }
     let pv = src
         .persistent_volume(volume_name)
@@ -408,7 +410,9 @@ async fn claimed_volume_dir(
             path.display()
         ));
     }
-    if storage::annotation(&pv, storage::ANN_PROVISIONED_BY) == Some(storage::LOCAL_PATH_PROVISIONER) {
+    if storage::annotation(&pv, storage::ANN_PROVISIONED_BY)
+        == Some(storage::LOCAL_PATH_PROVISIONER)
+    {
         ensure_dir(&path, 0o777).map_err(|e| format!("creating {}: {e}", path.display()))?;
         return Ok(path);
     }
@@ -1967,10 +1971,15 @@ mod tests {
             "other-node",
         );
         src.put_storage(pv.clone());
-        assert!(not_ready(tmp.path(), &p, &src).await.contains("volume node affinity conflict"));
-        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
-            ["values"] = json!(["node-1"]);
-        pv["metadata"]["annotations"] = json!({"pv.kubernetes.io/provisioned-by": "corral.io/local-path"});
+        assert!(
+            not_ready(tmp.path(), &p, &src)
+                .await
+                .contains("volume node affinity conflict")
+        );
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] =
+            json!(["node-1"]);
+        pv["metadata"]["annotations"] =
+            json!({"pv.kubernetes.io/provisioned-by": "corral.io/local-path"});
         src.put_storage(pv);
         let prepared = prepare_volumes(tmp.path(), &p, &ctx(), &src)
             .await

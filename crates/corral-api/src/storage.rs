@@ -487,7 +487,10 @@ mod tests {
         let rwx = pv("rwx", "5Gi", &["ReadWriteOnce", "ReadWriteMany"], "");
         let fast = pv("fast", "1Gi", &["ReadWriteOnce"], "fast");
         let c = claim("1Gi", &["ReadWriteMany"], "");
-        assert_eq!(choose(&c, &[rwo.clone(), rwx.clone()]).as_deref(), Some("rwx"));
+        assert_eq!(
+            choose(&c, &[rwo.clone(), rwx.clone()]).as_deref(),
+            Some("rwx")
+        );
         let c = claim("1Gi", &["ReadWriteOnce"], "fast");
         assert_eq!(
             choose(&c, &[rwo.clone(), rwx.clone(), fast.clone()]).as_deref(),
@@ -535,7 +538,10 @@ mod tests {
             json!({"namespace": "default", "name": "data"}),
         );
         let c = claim("1Gi", &["ReadWriteOnce"], "");
-        assert_eq!(choose(&c, &[small.clone(), mine.clone()]).as_deref(), Some("mine"));
+        assert_eq!(
+            choose(&c, &[small.clone(), mine.clone()]).as_deref(),
+            Some("mine")
+        );
         // A claimRef with another uid is another claim of the same name.
         let stale = set(mine, "/spec/claimRef/uid", json!("old"));
         assert_eq!(choose(&c, &[small, stale]).as_deref(), Some("small"));
@@ -610,7 +616,8 @@ mod tests {
             class("plain", "2026-03-01T00:00:00Z", None),
         ];
         assert_eq!(default_storage_class(&classes).as_deref(), Some("new"));
-        let beta = json!({"metadata": {"name": "beta", "annotations": {ANN_BETA_DEFAULT_CLASS: "true"}}});
+        let beta =
+            json!({"metadata": {"name": "beta", "annotations": {ANN_BETA_DEFAULT_CLASS: "true"}}});
         assert_eq!(default_storage_class(&[beta]).as_deref(), Some("beta"));
     }
 
@@ -647,7 +654,13 @@ mod tests {
         }
         assert_eq!(
             kinds,
-            ["PersistentVolume", "PersistentVolumeClaim", "Pod", "StorageClass", "StorageClass"]
+            [
+                "PersistentVolume",
+                "PersistentVolumeClaim",
+                "Pod",
+                "StorageClass",
+                "StorageClass"
+            ]
         );
         let volume = crate::object::parse_manifests(examples[0]).expect("parses");
         let claim = crate::object::parse_manifests(examples[1]).expect("parses");

@@ -1618,7 +1618,9 @@ fn persistent_volume(errs: &mut Errs, spec: &Value) {
                 if path.split('/').any(|part| part == "..") {
                     errs.invalid_str(path_field, path, "must not contain '..'");
                 }
-                if source == "hostPath" && reclaim == "Recycle" && path.trim_end_matches('/').is_empty()
+                if source == "hostPath"
+                    && reclaim == "Recycle"
+                    && path.trim_end_matches('/').is_empty()
                 {
                     errs.forbidden(
                         "spec.persistentVolumeReclaimPolicy",
@@ -1631,9 +1633,10 @@ fn persistent_volume(errs: &mut Errs, spec: &Value) {
     match get(spec, "nodeAffinity") {
         Some(affinity) => match get(affinity, "required") {
             Some(required) => node_selector(errs, required, "spec.nodeAffinity.required"),
-            None if get(spec, "local").is_some() => {
-                errs.required_because("spec.nodeAffinity.required", "Local volume requires node affinity")
-            }
+            None if get(spec, "local").is_some() => errs.required_because(
+                "spec.nodeAffinity.required",
+                "Local volume requires node affinity",
+            ),
             None => {}
         },
         None if get(spec, "local").is_some() => {
@@ -1973,7 +1976,11 @@ fn volume_update(errs: &mut Errs, old: &Value, new: &Value) {
         "volumeMode",
         "volumeAttributesClassName",
     ];
-    let source = |v: &Value| without(at(v, &["spec"]), |m| m.retain(|k, _| !NOT_SOURCES.contains(&k.as_str())));
+    let source = |v: &Value| {
+        without(at(v, &["spec"]), |m| {
+            m.retain(|k, _| !NOT_SOURCES.contains(&k.as_str()))
+        })
+    };
     if !same(&source(old), &source(new)) {
         errs.forbidden(
             "spec.persistentvolumesource",
@@ -1987,7 +1994,11 @@ fn volume_update(errs: &mut Errs, old: &Value, new: &Value) {
             .to_string()
     };
     if mode(old) != mode(new) {
-        errs.invalid("spec.volumeMode", at(new, &["spec", "volumeMode"]), IMMUTABLE);
+        errs.invalid(
+            "spec.volumeMode",
+            at(new, &["spec", "volumeMode"]),
+            IMMUTABLE,
+        );
     }
     if !is_blank(at(old, &["spec", "nodeAffinity"])) {
         unchanged(errs, old, new, &["spec", "nodeAffinity"]);
@@ -2921,7 +2932,11 @@ subsets:
             ),
             (
                 with(
-                    &with(&of_kind("PersistentVolume"), "/spec/hostPath/path", json!("/")),
+                    &with(
+                        &of_kind("PersistentVolume"),
+                        "/spec/hostPath/path",
+                        json!("/"),
+                    ),
                     "/spec/persistentVolumeReclaimPolicy",
                     json!("Recycle"),
                 ),
@@ -2929,7 +2944,11 @@ subsets:
                 "may not be 'recycle' for a hostPath mount of '/'",
             ),
             (
-                with(&of_kind("PersistentVolume"), "/spec/hostPath/path", json!("/data/../etc")),
+                with(
+                    &of_kind("PersistentVolume"),
+                    "/spec/hostPath/path",
+                    json!("/data/../etc"),
+                ),
                 "spec.hostPath.path",
                 "must not contain '..'",
             ),
@@ -2953,7 +2972,11 @@ subsets:
                 "Unsupported value: \"Near\"",
             ),
             (
-                with(&of_kind("PersistentVolume"), "/spec/capacity/cpu", json!("1")),
+                with(
+                    &of_kind("PersistentVolume"),
+                    "/spec/capacity/cpu",
+                    json!("1"),
+                ),
                 "spec.capacity",
                 "supported values: \"storage\"",
             ),
@@ -2967,7 +2990,11 @@ subsets:
                 "RFC 1123 subdomain",
             ),
             (
-                with(&of_kind("StorageClass"), "/provisioner", json!("not a name!")),
+                with(
+                    &of_kind("StorageClass"),
+                    "/provisioner",
+                    json!("not a name!"),
+                ),
                 "provisioner",
                 "Invalid value: \"not a name!\"",
             ),
