@@ -70,13 +70,11 @@ pub fn admit_new_storage_object(obj: &mut Value) {
         .entry("finalizers")
         .or_insert_with(|| Value::Array(Vec::new()));
     match finalizers {
-        Value::Array(list) => {
-            if !list.iter().any(|f| f == finalizer) {
-                list.push(json!(finalizer));
-            }
+        Value::Array(list) if !list.iter().any(|f| f == finalizer) => {
+            list.push(json!(finalizer));
         }
         Value::Null => *finalizers = json!([finalizer]),
-        _ => {} // left for validation to report
+        _ => {} // present already, or left for validation to report
     }
 }
 

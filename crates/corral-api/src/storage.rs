@@ -497,7 +497,11 @@ mod tests {
             Some("fast")
         );
         let c = claim("1Gi", &["ReadWriteOnce"], "");
-        assert_eq!(choose(&c, &[fast.clone()]), None, "class must match");
+        assert_eq!(
+            choose(&c, std::slice::from_ref(&fast)),
+            None,
+            "class must match"
+        );
         let block = set(rwo.clone(), "/spec/volumeMode", json!("Block"));
         assert_eq!(choose(&c, &[block]), None, "volumeMode must match");
         let released = set(rwo.clone(), "/status/phase", json!("Released"));
@@ -520,13 +524,16 @@ mod tests {
             "/spec/selector",
             json!({"matchLabels": {"tier": "silver"}}),
         );
-        assert_eq!(choose(&selective, &[rwo.clone()]), None);
+        assert_eq!(choose(&selective, std::slice::from_ref(&rwo)), None);
         let selective = set(
             c.clone(),
             "/spec/selector",
             json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]}),
         );
-        assert_eq!(choose(&selective, &[rwo.clone()]).as_deref(), Some("rwo"));
+        assert_eq!(
+            choose(&selective, std::slice::from_ref(&rwo)).as_deref(),
+            Some("rwo")
+        );
     }
 
     #[test]

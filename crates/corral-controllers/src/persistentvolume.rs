@@ -350,8 +350,8 @@ fn remove_annotation(obj: &mut Value, key: &str) {
 /// The volume with its `claimRef` pointing at the claim (Kubernetes' `bindVolumeToClaim`),
 /// annotated bound-by-controller when the controller makes the link. `None`: already so.
 pub fn bound_volume(pv: &Value, claim: &Value) -> Option<Value> {
-    let linked =
-        storage::is_volume_bound_to_claim(pv, claim) && str_at(pv, "/spec/claimRef/uid") != "";
+    let linked = storage::is_volume_bound_to_claim(pv, claim)
+        && !str_at(pv, "/spec/claimRef/uid").is_empty();
     if linked {
         return None;
     }

@@ -475,7 +475,7 @@ mod tests {
         let s = state(
             &[claim("data", "local-path", &["ReadWriteOnce"])],
             &[],
-            &[lp.clone()],
+            std::slice::from_ref(&lp),
         );
         assert_eq!(check(&s, &p, &named_node("n1", true)), Ok(()));
         assert_eq!(
