@@ -72,23 +72,27 @@ async fn delete(client: &Client, kind: &str, name: &str) {
 }
 
 async fn event_with(client: &Client, name: &str, words: &str) {
-    eventually(&format!("an event about {name}: {words:?}"), LONG, || async {
-        let events = client
-            .list("Event", None, &ListOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let about: Vec<String> = events
-            .items
-            .iter()
-            .filter(|e| text(e, "/involvedObject/name") == name)
-            .map(|e| format!("{}: {}", text(e, "/reason"), text(e, "/message")))
-            .collect();
-        if about.iter().any(|e| e.contains(words)) {
-            Ok(())
-        } else {
-            Err(format!("{about:?}"))
-        }
-    })
+    eventually(
+        &format!("an event about {name}: {words:?}"),
+        LONG,
+        || async {
+            let events = client
+                .list("Event", None, &ListOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let about: Vec<String> = events
+                .items
+                .iter()
+                .filter(|e| text(e, "/involvedObject/name") == name)
+                .map(|e| format!("{}: {}", text(e, "/reason"), text(e, "/message")))
+                .collect();
+            if about.iter().any(|e| e.contains(words)) {
+                Ok(())
+            } else {
+                Err(format!("{about:?}"))
+            }
+        },
+    )
     .await
 }
 
@@ -180,14 +184,27 @@ async fn a_claim_keeps_its_data_across_pods_retain_keeps_it_and_recycle_empties_
     std::fs::create_dir_all(&data).expect("the administrator's directory");
 
     client
-        .create(&admin_volume("task-pv-volume", "manual", "Retain", &data, "node-a"))
+        .create(&admin_volume(
+            "task-pv-volume",
+            "manual",
+            "Retain",
+            &data,
+            "node-a",
+        ))
         .await
         .expect("pv");
     client
         .create(&claim("task-pv-claim", Some("manual")))
         .await
         .expect("pvc");
-    let bound = wait_phase(&client, "PersistentVolumeClaim", "default", "task-pv-claim", "Bound").await;
+    let bound = wait_phase(
+        &client,
+        "PersistentVolumeClaim",
+        "default",
+        "task-pv-claim",
+        "Bound",
+    )
+    .await;
     assert_eq!(text(&bound, "/spec/volumeName"), "task-pv-volume");
 
     // One pod writes; after it is gone, another reads what it wrote.
@@ -221,7 +238,14 @@ async fn a_claim_keeps_its_data_across_pods_retain_keeps_it_and_recycle_empties_
     // Retain: the claim goes, the volume is Released, the data stays.
     delete(&client, "PersistentVolumeClaim", "task-pv-claim").await;
     wait_gone(&client, "PersistentVolumeClaim", "default", "task-pv-claim").await;
-    let pv = wait_phase(&client, "PersistentVolume", "", "task-pv-volume", "Released").await;
+    let pv = wait_phase(
+        &client,
+        "PersistentVolume",
+        "",
+        "task-pv-volume",
+        "Released",
+    )
+    .await;
     assert_eq!(text(&pv, "/spec/claimRef/name"), "task-pv-claim");
     assert!(data.join("index.html").exists(), "Retain keeps the data");
 
@@ -229,11 +253,23 @@ async fn a_claim_keeps_its_data_across_pods_retain_keeps_it_and_recycle_empties_
     let scrub = c.tmp.path().join("scrub");
     std::fs::create_dir_all(&scrub).expect("dir");
     client
-        .create(&admin_volume("recycled", "scrub", "Recycle", &scrub, "node-a"))
+        .create(&admin_volume(
+            "recycled", "scrub", "Recycle", &scrub, "node-a",
+        ))
         .await
         .expect("pv");
-    client.create(&claim("scratch", Some("scrub"))).await.expect("pvc");
-    wait_phase(&client, "PersistentVolumeClaim", "default", "scratch", "Bound").await;
+    client
+        .create(&claim("scratch", Some("scrub")))
+        .await
+        .expect("pvc");
+    wait_phase(
+        &client,
+        "PersistentVolumeClaim",
+        "default",
+        "scratch",
+        "Bound",
+    )
+    .await;
     client
         .create(&claim_pod(
             "scribbler",
@@ -256,8 +292,18 @@ async fn a_claim_keeps_its_data_across_pods_retain_keeps_it_and_recycle_empties_
         .collect();
     assert!(left.is_empty(), "recycled directory still holds {left:?}");
     event_with(&client, "recycled", "Volume recycled").await;
-    client.create(&claim("again", Some("scrub"))).await.expect("pvc");
-    let bound = wait_phase(&client, "PersistentVolumeClaim", "default", "again", "Bound").await;
+    client
+        .create(&claim("again", Some("scrub")))
+        .await
+        .expect("pvc");
+    let bound = wait_phase(
+        &client,
+        "PersistentVolumeClaim",
+        "default",
+        "again",
+        "Bound",
+    )
+    .await;
     assert_eq!(text(&bound, "/spec/volumeName"), "recycled");
 }
 
@@ -273,7 +319,12 @@ async fn wait_for_first_consumer_makes_the_volume_on_the_pods_node_and_delete_re
     assert_eq!(text(&class, "/volumeBindingMode"), "WaitForFirstConsumer");
     let made = client.create(&claim("www", None)).await.expect("pvc");
     assert_eq!(text(&made, "/spec/storageClassName"), "local-path");
-    event_with(&client, "www", "waiting for first consumer to be created before binding").await;
+    event_with(
+        &client,
+        "www",
+        "waiting for first consumer to be created before binding",
+    )
+    .await;
 
     client
         .create(&claim_pod(
@@ -292,7 +343,9 @@ async fn wait_for_first_consumer_makes_the_volume_on_the_pods_node_and_delete_re
         Some("node-b")
     );
     let pv_name = text(&bound, "/spec/volumeName").to_string();
-    let pv = get(&client, "PersistentVolume", "", &pv_name).await.expect("pv");
+    let pv = get(&client, "PersistentVolume", "", &pv_name)
+        .await
+        .expect("pv");
     assert_eq!(corral_api::storage::volume_node(&pv), Some("node-b"));
     let node_b = &c.agents[1];
     let dir = std::path::PathBuf::from(corral_api::storage::volume_path(&pv).expect("a path"));
@@ -343,7 +396,10 @@ async fn pods_wait_for_claims_that_are_missing_or_not_bound() {
         ))
         .await
         .expect("class");
-    client.create(&claim("shared", Some("nfs"))).await.expect("pvc");
+    client
+        .create(&claim("shared", Some("nfs")))
+        .await
+        .expect("pvc");
     event_with(
         &client,
         "shared",

@@ -191,8 +191,8 @@ pub async fn run(
         .index("namespace", corral_client::informer::index_by_namespace)
         .start(cancel.child_token());
     // Pods wait on their claims being bound: claims and volumes wake them like ConfigMaps do.
-    let claims = Informer::builder(client.clone(), "PersistentVolumeClaim")
-        .start(cancel.child_token());
+    let claims =
+        Informer::builder(client.clone(), "PersistentVolumeClaim").start(cancel.child_token());
     let volumes_informer =
         Informer::builder(client.clone(), "PersistentVolume").start(cancel.child_token());
     let (config_tx, config_rx) = watch::channel(0u64);

@@ -379,7 +379,9 @@ async fn claimed_volume_dir(
     }
     let volume_name = storage::claim_volume_name(&claim);
     if volume_name.is_empty() || storage::phase(&claim) != storage::CLAIM_BOUND {
-        return Err(format!("persistentvolumeclaim \"{claim_name}\" is not bound"));
+        return Err(format!(
+            "persistentvolumeclaim \"{claim_name}\" is not bound"
+        ));
     }
     let pv = src
         .persistent_volume(volume_name)
@@ -408,7 +410,9 @@ async fn claimed_volume_dir(
             path.display()
         ));
     }
-    if storage::annotation(&pv, storage::ANN_PROVISIONED_BY) == Some(storage::LOCAL_PATH_PROVISIONER) {
+    if storage::annotation(&pv, storage::ANN_PROVISIONED_BY)
+        == Some(storage::LOCAL_PATH_PROVISIONER)
+    {
         ensure_dir(&path, 0o777).map_err(|e| format!("creating {}: {e}", path.display()))?;
         return Ok(path);
     }
@@ -1927,6 +1931,15 @@ mod tests {
         v
     }
 
+    /// Why the pod's volumes cannot be set up yet (they must not be).
+    async fn not_ready(root: &Path, pod: &Value, src: &MemSource) -> String {
+        let e = prepare_volumes(root, pod, &ctx(), src)
+            .await
+            .expect_err("not ready");
+        assert_eq!(e.reason, "ContainerCreating");
+        e.message
+    }
+
     #[tokio::test]
     async fn a_claim_mounts_its_bound_volume_once_it_is_bound_on_this_node() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -1937,29 +1950,18 @@ mod tests {
                    {"name": "ro", "persistentVolumeClaim": {"claimName": "www", "readOnly": true}}]),
             app(),
         );
-        let failure = |src: &MemSource| {
-            let p = p.clone();
-            let root = tmp.path().to_path_buf();
-            async move {
-                let e = prepare_volumes(&root, &p, &ctx(), src)
-                    .await
-                    .expect_err("not ready");
-                assert_eq!(e.reason, "ContainerCreating");
-                e.message
-            }
-        };
         assert_eq!(
-            failure(&src).await,
+            not_ready(tmp.path(), &p, &src).await,
             "MountVolume.SetUp failed for volume \"www\" : persistentvolumeclaim \"www\" not found"
         );
         src.put_storage(claim("www", None));
         assert_eq!(
-            failure(&src).await,
+            not_ready(tmp.path(), &p, &src).await,
             "MountVolume.SetUp failed for volume \"www\" : persistentvolumeclaim \"www\" is not bound"
         );
         src.put_storage(claim("www", Some("pvc-1")));
         assert_eq!(
-            failure(&src).await,
+            not_ready(tmp.path(), &p, &src).await,
             "MountVolume.SetUp failed for volume \"www\" : persistentvolume \"pvc-1\" not found"
         );
         let mut pv = bound_volume(
@@ -1969,10 +1971,15 @@ mod tests {
             "other-node",
         );
         src.put_storage(pv.clone());
-        assert!(failure(&src).await.contains("volume node affinity conflict"));
-        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
-            ["values"] = json!(["node-1"]);
-        pv["metadata"]["annotations"] = json!({"pv.kubernetes.io/provisioned-by": "corral.io/local-path"});
+        assert!(
+            not_ready(tmp.path(), &p, &src)
+                .await
+                .contains("volume node affinity conflict")
+        );
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] =
+            json!(["node-1"]);
+        pv["metadata"]["annotations"] =
+            json!({"pv.kubernetes.io/provisioned-by": "corral.io/local-path"});
         src.put_storage(pv);
         let prepared = prepare_volumes(tmp.path(), &p, &ctx(), &src)
             .await

@@ -70,13 +70,11 @@ pub fn admit_new_storage_object(obj: &mut Value) {
         .entry("finalizers")
         .or_insert_with(|| Value::Array(Vec::new()));
     match finalizers {
-        Value::Array(list) => {
-            if !list.iter().any(|f| f == finalizer) {
-                list.push(json!(finalizer));
-            }
+        Value::Array(list) if !list.iter().any(|f| f == finalizer) => {
+            list.push(json!(finalizer));
         }
         Value::Null => *finalizers = json!([finalizer]),
-        _ => {} // left for validation to report
+        _ => {} // present already, or left for validation to report
     }
 }
 
@@ -279,10 +277,16 @@ mod tests {
             json!(["example.com/keep", "kubernetes.io/pvc-protection"])
         );
         admit_new_storage_object(&mut claim);
-        assert_eq!(claim["metadata"]["finalizers"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            claim["metadata"]["finalizers"].as_array().map(Vec::len),
+            Some(2)
+        );
         let mut pv = json!({"kind": "PersistentVolume", "metadata": {"name": "v"}, "spec": {}});
         admit_new_storage_object(&mut pv);
-        assert_eq!(pv["metadata"]["finalizers"], json!(["kubernetes.io/pv-protection"]));
+        assert_eq!(
+            pv["metadata"]["finalizers"],
+            json!(["kubernetes.io/pv-protection"])
+        );
         let mut cm = json!({"kind": "ConfigMap", "metadata": {"name": "x"}});
         admit_new_storage_object(&mut cm);
         assert!(cm["metadata"].get("finalizers").is_none());
@@ -299,7 +303,8 @@ mod tests {
         let mut empty = json!({"kind": "PersistentVolumeClaim", "spec": {"storageClassName": ""}});
         set_default_storage_class(&mut empty, Some("local-path"));
         assert_eq!(empty["spec"]["storageClassName"], "");
-        let mut named = json!({"kind": "PersistentVolumeClaim", "spec": {"storageClassName": "fast"}});
+        let mut named =
+            json!({"kind": "PersistentVolumeClaim", "spec": {"storageClassName": "fast"}});
         set_default_storage_class(&mut named, Some("local-path"));
         assert_eq!(named["spec"]["storageClassName"], "fast");
         let mut no_default = json!({"kind": "PersistentVolumeClaim", "spec": {}});

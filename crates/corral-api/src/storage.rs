@@ -487,14 +487,21 @@ mod tests {
         let rwx = pv("rwx", "5Gi", &["ReadWriteOnce", "ReadWriteMany"], "");
         let fast = pv("fast", "1Gi", &["ReadWriteOnce"], "fast");
         let c = claim("1Gi", &["ReadWriteMany"], "");
-        assert_eq!(choose(&c, &[rwo.clone(), rwx.clone()]).as_deref(), Some("rwx"));
+        assert_eq!(
+            choose(&c, &[rwo.clone(), rwx.clone()]).as_deref(),
+            Some("rwx")
+        );
         let c = claim("1Gi", &["ReadWriteOnce"], "fast");
         assert_eq!(
             choose(&c, &[rwo.clone(), rwx.clone(), fast.clone()]).as_deref(),
             Some("fast")
         );
         let c = claim("1Gi", &["ReadWriteOnce"], "");
-        assert_eq!(choose(&c, &[fast.clone()]), None, "class must match");
+        assert_eq!(
+            choose(&c, std::slice::from_ref(&fast)),
+            None,
+            "class must match"
+        );
         let block = set(rwo.clone(), "/spec/volumeMode", json!("Block"));
         assert_eq!(choose(&c, &[block]), None, "volumeMode must match");
         let released = set(rwo.clone(), "/status/phase", json!("Released"));
@@ -517,13 +524,16 @@ mod tests {
             "/spec/selector",
             json!({"matchLabels": {"tier": "silver"}}),
         );
-        assert_eq!(choose(&selective, &[rwo.clone()]), None);
+        assert_eq!(choose(&selective, std::slice::from_ref(&rwo)), None);
         let selective = set(
             c.clone(),
             "/spec/selector",
             json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]}),
         );
-        assert_eq!(choose(&selective, &[rwo.clone()]).as_deref(), Some("rwo"));
+        assert_eq!(
+            choose(&selective, std::slice::from_ref(&rwo)).as_deref(),
+            Some("rwo")
+        );
     }
 
     #[test]
@@ -535,7 +545,10 @@ mod tests {
             json!({"namespace": "default", "name": "data"}),
         );
         let c = claim("1Gi", &["ReadWriteOnce"], "");
-        assert_eq!(choose(&c, &[small.clone(), mine.clone()]).as_deref(), Some("mine"));
+        assert_eq!(
+            choose(&c, &[small.clone(), mine.clone()]).as_deref(),
+            Some("mine")
+        );
         // A claimRef with another uid is another claim of the same name.
         let stale = set(mine, "/spec/claimRef/uid", json!("old"));
         assert_eq!(choose(&c, &[small, stale]).as_deref(), Some("small"));
@@ -610,7 +623,8 @@ mod tests {
             class("plain", "2026-03-01T00:00:00Z", None),
         ];
         assert_eq!(default_storage_class(&classes).as_deref(), Some("new"));
-        let beta = json!({"metadata": {"name": "beta", "annotations": {ANN_BETA_DEFAULT_CLASS: "true"}}});
+        let beta =
+            json!({"metadata": {"name": "beta", "annotations": {ANN_BETA_DEFAULT_CLASS: "true"}}});
         assert_eq!(default_storage_class(&[beta]).as_deref(), Some("beta"));
     }
 
@@ -647,7 +661,13 @@ mod tests {
         }
         assert_eq!(
             kinds,
-            ["PersistentVolume", "PersistentVolumeClaim", "Pod", "StorageClass", "StorageClass"]
+            [
+                "PersistentVolume",
+                "PersistentVolumeClaim",
+                "Pod",
+                "StorageClass",
+                "StorageClass"
+            ]
         );
         let volume = crate::object::parse_manifests(examples[0]).expect("parses");
         let claim = crate::object::parse_manifests(examples[1]).expect("parses");

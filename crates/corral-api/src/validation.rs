@@ -1876,7 +1876,9 @@ fn persistent_volume(errs: &mut Errs, spec: &Value) {
                 if path.split('/').any(|part| part == "..") {
                     errs.invalid_str(path_field, path, "must not contain '..'");
                 }
-                if source == "hostPath" && reclaim == "Recycle" && path.trim_end_matches('/').is_empty()
+                if source == "hostPath"
+                    && reclaim == "Recycle"
+                    && path.trim_end_matches('/').is_empty()
                 {
                     errs.forbidden(
                         "spec.persistentVolumeReclaimPolicy",
@@ -1889,9 +1891,10 @@ fn persistent_volume(errs: &mut Errs, spec: &Value) {
     match get(spec, "nodeAffinity") {
         Some(affinity) => match get(affinity, "required") {
             Some(required) => node_selector(errs, required, "spec.nodeAffinity.required"),
-            None if get(spec, "local").is_some() => {
-                errs.required_because("spec.nodeAffinity.required", "Local volume requires node affinity")
-            }
+            None if get(spec, "local").is_some() => errs.required_because(
+                "spec.nodeAffinity.required",
+                "Local volume requires node affinity",
+            ),
             None => {}
         },
         None if get(spec, "local").is_some() => {
@@ -2232,7 +2235,11 @@ fn volume_update(errs: &mut Errs, old: &Value, new: &Value) {
         "volumeMode",
         "volumeAttributesClassName",
     ];
-    let source = |v: &Value| without(at(v, &["spec"]), |m| m.retain(|k, _| !NOT_SOURCES.contains(&k.as_str())));
+    let source = |v: &Value| {
+        without(at(v, &["spec"]), |m| {
+            m.retain(|k, _| !NOT_SOURCES.contains(&k.as_str()))
+        })
+    };
     if !same(&source(old), &source(new)) {
         errs.forbidden(
             "spec.persistentvolumesource",
@@ -2246,7 +2253,11 @@ fn volume_update(errs: &mut Errs, old: &Value, new: &Value) {
             .to_string()
     };
     if mode(old) != mode(new) {
-        errs.invalid("spec.volumeMode", at(new, &["spec", "volumeMode"]), IMMUTABLE);
+        errs.invalid(
+            "spec.volumeMode",
+            at(new, &["spec", "volumeMode"]),
+            IMMUTABLE,
+        );
     }
     if !is_blank(at(old, &["spec", "nodeAffinity"])) {
         unchanged(errs, old, new, &["spec", "nodeAffinity"]);
@@ -3338,7 +3349,11 @@ subsets:
             ),
             (
                 with(
-                    &with(&of_kind("PersistentVolume"), "/spec/hostPath/path", json!("/")),
+                    &with(
+                        &of_kind("PersistentVolume"),
+                        "/spec/hostPath/path",
+                        json!("/"),
+                    ),
                     "/spec/persistentVolumeReclaimPolicy",
                     json!("Recycle"),
                 ),
@@ -3346,7 +3361,11 @@ subsets:
                 "may not be 'recycle' for a hostPath mount of '/'",
             ),
             (
-                with(&of_kind("PersistentVolume"), "/spec/hostPath/path", json!("/data/../etc")),
+                with(
+                    &of_kind("PersistentVolume"),
+                    "/spec/hostPath/path",
+                    json!("/data/../etc"),
+                ),
                 "spec.hostPath.path",
                 "must not contain '..'",
             ),
@@ -3370,7 +3389,11 @@ subsets:
                 "Unsupported value: \"Near\"",
             ),
             (
-                with(&of_kind("PersistentVolume"), "/spec/capacity/cpu", json!("1")),
+                with(
+                    &of_kind("PersistentVolume"),
+                    "/spec/capacity/cpu",
+                    json!("1"),
+                ),
                 "spec.capacity",
                 "supported values: \"storage\"",
             ),
@@ -3384,7 +3407,11 @@ subsets:
                 "RFC 1123 subdomain",
             ),
             (
-                with(&of_kind("StorageClass"), "/provisioner", json!("not a name!")),
+                with(
+                    &of_kind("StorageClass"),
+                    "/provisioner",
+                    json!("not a name!"),
+                ),
                 "provisioner",
                 "Invalid value: \"not a name!\"",
             ),

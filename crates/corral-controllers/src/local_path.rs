@@ -287,8 +287,7 @@ pub fn should_delete(pv: &Value) -> bool {
 
 /// Runs the provisioner until `cancel` fires.
 pub async fn run(client: Client, opts: LocalPathOptions, cancel: CancellationToken) {
-    let claims =
-        Informer::builder(client.clone(), "PersistentVolumeClaim").start(cancel.clone());
+    let claims = Informer::builder(client.clone(), "PersistentVolumeClaim").start(cancel.clone());
     let volumes = Informer::builder(client.clone(), "PersistentVolume").start(cancel.clone());
     let classes = Informer::builder(client.clone(), "StorageClass").start(cancel.clone());
     let nodes = Informer::builder(client.clone(), "Node").start(cancel.clone());
@@ -482,8 +481,12 @@ impl Ctx {
                 self.events
                     .event(&pv, "Warning", EVENT_VOLUME_FAILED_DELETE, why.clone());
                 let mut next = (*pv).clone();
-                next["status"] =
-                    volume_status(&pv, VOLUME_FAILED, Some(&why), &corral_api::meta::now_rfc3339());
+                next["status"] = volume_status(
+                    &pv,
+                    VOLUME_FAILED,
+                    Some(&why),
+                    &corral_api::meta::now_rfc3339(),
+                );
                 self.client
                     .update_status(&next)
                     .await
@@ -500,7 +503,7 @@ mod tests {
 
     use super::*;
 
-/// A Node, Ready or not, publishing a local-path root or not.
+    /// A Node, Ready or not, publishing a local-path root or not.
     fn node(name: &str, ready: bool, root: Option<&str>, labels: BTreeMap<&str, &str>) -> Value {
         let mut n = json!({
             "kind": "Node",
@@ -557,13 +560,34 @@ mod tests {
 
     #[test]
     fn a_volume_is_a_directory_on_the_selected_node() {
-        let n1 = node("n1", true, Some("/var/lib/a/local-path"), BTreeMap::from([(HOSTNAME_LABEL, "n1")]));
-        let n2 = node("n2", true, Some("/var/lib/b/local-path"), BTreeMap::from([(HOSTNAME_LABEL, "n2")]));
-        let pv = plan_volume(&annotated(Some("n2")), &class(true, json!({})), &[&n1, &n2], &[])
-            .expect("a volume");
+        let n1 = node(
+            "n1",
+            true,
+            Some("/var/lib/a/local-path"),
+            BTreeMap::from([(HOSTNAME_LABEL, "n1")]),
+        );
+        let n2 = node(
+            "n2",
+            true,
+            Some("/var/lib/b/local-path"),
+            BTreeMap::from([(HOSTNAME_LABEL, "n2")]),
+        );
+        let pv = plan_volume(
+            &annotated(Some("n2")),
+            &class(true, json!({})),
+            &[&n1, &n2],
+            &[],
+        )
+        .expect("a volume");
         assert_eq!(pv["metadata"]["name"], "pvc-1234");
-        assert_eq!(pv["metadata"]["annotations"][ANN_PROVISIONED_BY], LOCAL_PATH_PROVISIONER);
-        assert_eq!(pv["spec"]["hostPath"]["path"], "/var/lib/b/local-path/pvc-1234_web_www");
+        assert_eq!(
+            pv["metadata"]["annotations"][ANN_PROVISIONED_BY],
+            LOCAL_PATH_PROVISIONER
+        );
+        assert_eq!(
+            pv["spec"]["hostPath"]["path"],
+            "/var/lib/b/local-path/pvc-1234_web_www"
+        );
         assert_eq!(pv["spec"]["hostPath"]["type"], "DirectoryOrCreate");
         assert_eq!(storage::volume_node(&pv), Some("n2"));
         assert_eq!(pv["spec"]["capacity"]["storage"], "1Gi");
@@ -574,7 +598,10 @@ mod tests {
 
         let local = plan_volume(
             &annotated(Some("n1")),
-            &class(true, json!({"volumeType": "local", "nodePath": "/mnt/fast/"})),
+            &class(
+                true,
+                json!({"volumeType": "local", "nodePath": "/mnt/fast/"}),
+            ),
             &[&n1],
             &[],
         )
@@ -592,12 +619,18 @@ mod tests {
         let existing = json!({"metadata": {"name": "pvc-old", "annotations": {ANN_PROVISIONED_BY: LOCAL_PATH_PROVISIONER}},
             "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                 {"key": HOSTNAME_LABEL, "operator": "In", "values": ["a"]}]}]}}}});
-        let pv = plan_volume(&annotated(None), &class(false, json!({})), &[&down, &rootless, &a, &b], &[&existing])
-            .expect("a volume");
+        let pv = plan_volume(
+            &annotated(None),
+            &class(false, json!({})),
+            &[&down, &rootless, &a, &b],
+            &[&existing],
+        )
+        .expect("a volume");
         assert_eq!(storage::volume_node(&pv), Some("b"));
         let zoned = {
             let mut c = class(false, json!({}));
-            c["allowedTopologies"] = json!([{"matchLabelExpressions": [{"key": "disk", "values": ["ssd"]}]}]);
+            c["allowedTopologies"] =
+                json!([{"matchLabelExpressions": [{"key": "disk", "values": ["ssd"]}]}]);
             c
         };
         assert!(plan_volume(&annotated(None), &zoned, &[&a, &b], &[]).is_err());
@@ -606,24 +639,49 @@ mod tests {
     #[test]
     fn bad_parameters_and_modes_fail_provisioning_with_why() {
         let n1 = node("n1", true, Some("/r"), BTreeMap::new());
-        let err = plan_volume(&annotated(Some("n1")), &class(true, json!({"type": "pd-ssd"})), &[&n1], &[])
-            .expect_err("unknown parameter");
+        let err = plan_volume(
+            &annotated(Some("n1")),
+            &class(true, json!({"type": "pd-ssd"})),
+            &[&n1],
+            &[],
+        )
+        .expect_err("unknown parameter");
         assert!(err.contains("unknown parameter \"type\""), "{err}");
-        let err = plan_volume(&annotated(Some("n1")), &class(true, json!({"volumeType": "nfs"})), &[&n1], &[])
-            .expect_err("bad type");
+        let err = plan_volume(
+            &annotated(Some("n1")),
+            &class(true, json!({"volumeType": "nfs"})),
+            &[&n1],
+            &[],
+        )
+        .expect_err("bad type");
         assert!(err.contains("\"nfs\""), "{err}");
-        let err = plan_volume(&annotated(Some("n1")), &class(true, json!({"nodePath": "data"})), &[&n1], &[])
-            .expect_err("relative path");
+        let err = plan_volume(
+            &annotated(Some("n1")),
+            &class(true, json!({"nodePath": "data"})),
+            &[&n1],
+            &[],
+        )
+        .expect_err("relative path");
         assert!(err.contains("absolute"), "{err}");
         let mut rwx = annotated(Some("n1"));
         rwx["spec"]["accessModes"] = json!(["ReadWriteMany"]);
         assert!(plan_volume(&rwx, &class(true, json!({})), &[&n1], &[]).is_err());
-        let err = plan_volume(&annotated(Some("gone")), &class(true, json!({})), &[&n1], &[])
-            .expect_err("no node");
+        let err = plan_volume(
+            &annotated(Some("gone")),
+            &class(true, json!({})),
+            &[&n1],
+            &[],
+        )
+        .expect_err("no node");
         assert!(err.contains("\"gone\" does not exist"), "{err}");
         let rootless = node("n9", true, None, BTreeMap::new());
-        let err = plan_volume(&annotated(Some("n9")), &class(true, json!({})), &[&rootless], &[])
-            .expect_err("no root");
+        let err = plan_volume(
+            &annotated(Some("n9")),
+            &class(true, json!({})),
+            &[&rootless],
+            &[],
+        )
+        .expect_err("no root");
         assert!(err.contains(LOCAL_PATH_ROOT_ANNOTATION), "{err}");
     }
 
@@ -633,9 +691,21 @@ mod tests {
             json!({"metadata": {"name": "v", "annotations": {ANN_PROVISIONED_BY: by}},
                    "spec": {"persistentVolumeReclaimPolicy": policy}, "status": {"phase": phase}})
         };
-        assert!(should_delete(&pv("Released", "Delete", LOCAL_PATH_PROVISIONER)));
-        assert!(!should_delete(&pv("Bound", "Delete", LOCAL_PATH_PROVISIONER)));
-        assert!(!should_delete(&pv("Released", "Retain", LOCAL_PATH_PROVISIONER)));
+        assert!(should_delete(&pv(
+            "Released",
+            "Delete",
+            LOCAL_PATH_PROVISIONER
+        )));
+        assert!(!should_delete(&pv(
+            "Bound",
+            "Delete",
+            LOCAL_PATH_PROVISIONER
+        )));
+        assert!(!should_delete(&pv(
+            "Released",
+            "Retain",
+            LOCAL_PATH_PROVISIONER
+        )));
         assert!(!should_delete(&pv("Released", "Delete", "example.com/nfs")));
     }
 }

@@ -350,8 +350,8 @@ fn remove_annotation(obj: &mut Value, key: &str) {
 /// The volume with its `claimRef` pointing at the claim (Kubernetes' `bindVolumeToClaim`),
 /// annotated bound-by-controller when the controller makes the link. `None`: already so.
 pub fn bound_volume(pv: &Value, claim: &Value) -> Option<Value> {
-    let linked =
-        storage::is_volume_bound_to_claim(pv, claim) && str_at(pv, "/spec/claimRef/uid") != "";
+    let linked = storage::is_volume_bound_to_claim(pv, claim)
+        && !str_at(pv, "/spec/claimRef/uid").is_empty();
     if linked {
         return None;
     }
@@ -465,8 +465,7 @@ pub fn reclaim_of(pv: &Value) -> Reclaim {
             }
         }
         "Delete" => {
-            if let Some(p) = storage::annotation(pv, ANN_PROVISIONED_BY).filter(|p| !p.is_empty())
-            {
+            if let Some(p) = storage::annotation(pv, ANN_PROVISIONED_BY).filter(|p| !p.is_empty()) {
                 return Reclaim::ByProvisioner(p.to_string());
             }
             match pv.pointer("/spec/hostPath/path").and_then(Value::as_str) {
@@ -824,11 +823,9 @@ impl Ctx {
                     let mut next = claim.clone();
                     set_annotation(&mut next, ANN_STORAGE_PROVISIONER, &p);
                     set_annotation(&mut next, ANN_BETA_STORAGE_PROVISIONER, &p);
-                    claim = self
-                        .client
-                        .update(&next)
-                        .await
-                        .map_err(api(format!("claim {ns}/{name}: annotating its provisioner")))?;
+                    claim = self.client.update(&next).await.map_err(api(format!(
+                        "claim {ns}/{name}: annotating its provisioner"
+                    )))?;
                 }
                 self.set_claim_phase(&claim, CLAIM_PENDING, None).await?;
                 if let Some(e) = event {
@@ -857,10 +854,10 @@ impl Ctx {
         }
         let mut next = claim.clone();
         next["status"] = status;
-        self.client
-            .update_status(&next)
-            .await
-            .map_err(api(format!("claim {}: status {phase}", storage::key(claim))))
+        self.client.update_status(&next).await.map_err(api(format!(
+            "claim {}: status {phase}",
+            storage::key(claim)
+        )))
     }
 
     async fn set_volume_phase(
@@ -929,17 +926,24 @@ impl Ctx {
             .client
             .list("Pod", Some(ns), &ListOptions::default())
             .await
-            .map_err(api(format!("claim {key}: listing the pods that may use it")))?;
+            .map_err(api(format!(
+                "claim {key}: listing the pods that may use it"
+            )))?;
         if live.items.iter().any(|p| pod_uses_claim(p, ns, name)) {
             return Ok(Some(claim.clone()));
         }
         let next = without_finalizer(claim, PVC_PROTECTION_FINALIZER);
         match self.client.update(&next).await {
-            Ok(v) if object::deletion_timestamp(&v).is_some() && !object::finalizers(&v).is_empty() => {
+            Ok(v)
+                if object::deletion_timestamp(&v).is_some()
+                    && !object::finalizers(&v).is_empty() =>
+            {
                 Ok(Some(v))
             }
             Ok(_) | Err(ApiError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(api(format!("claim {key}: removing {PVC_PROTECTION_FINALIZER}"))(e)),
+            Err(e) => Err(api(format!(
+                "claim {key}: removing {PVC_PROTECTION_FINALIZER}"
+            ))(e)),
         }
     }
 
@@ -956,7 +960,12 @@ impl Ctx {
         {
             let next = without_finalizer(&pv, PV_PROTECTION_FINALIZER);
             match self.client.update(&next).await {
-                Ok(v) if object::deletion_timestamp(&v).is_some() && !object::finalizers(&v).is_empty() => pv = v,
+                Ok(v)
+                    if object::deletion_timestamp(&v).is_some()
+                        && !object::finalizers(&v).is_empty() =>
+                {
+                    pv = v
+                }
                 Ok(_) | Err(ApiError::NotFound { .. }) => return Ok(Action::await_change()),
                 Err(e) => {
                     return Err(api(format!(
@@ -1049,13 +1058,15 @@ impl Ctx {
                     Progress::Done => {
                         let keep_name = !storage::has_annotation(&pv, ANN_BOUND_BY_CONTROLLER);
                         let next = unbound_volume(&pv, keep_name);
-                        let pv = self
-                            .client
-                            .update(&next)
-                            .await
-                            .map_err(api(format!("volume {name}: unbinding it after recycling")))?;
+                        let pv =
+                            self.client.update(&next).await.map_err(api(format!(
+                                "volume {name}: unbinding it after recycling"
+                            )))?;
                         self.set_volume_phase(&pv, VOLUME_AVAILABLE, None).await?;
-                        self.event(&pv, &Event::normal(EVENT_VOLUME_RECYCLED, "Volume recycled"));
+                        self.event(
+                            &pv,
+                            &Event::normal(EVENT_VOLUME_RECYCLED, "Volume recycled"),
+                        );
                         Ok(Action::await_change())
                     }
                     Progress::Failed(why) => {
@@ -1208,7 +1219,13 @@ mod tests {
         let manual = class("manual", "kubernetes.io/no-provisioner", false);
         assert!(matches!(
             decide_claim(&claim("c", "1Gi", "manual"), &[], Some(&manual), None),
-            ClaimDecision::Pending { provisioner: None, event: Some(Event { reason: EVENT_PROVISIONING_FAILED, .. }) }
+            ClaimDecision::Pending {
+                provisioner: None,
+                event: Some(Event {
+                    reason: EVENT_PROVISIONING_FAILED,
+                    ..
+                })
+            }
         ));
     }
 
@@ -1243,7 +1260,10 @@ mod tests {
         let c = claim("c", "1Gi", "lp");
         assert!(matches!(
             decide_claim(&c, &[], Some(&lp), Some(Some(&z))),
-            ClaimDecision::Pending { provisioner: Some(_), .. }
+            ClaimDecision::Pending {
+                provisioner: Some(_),
+                ..
+            }
         ));
     }
 
@@ -1268,7 +1288,13 @@ mod tests {
         let other = bound_to(volume("admin", "10Gi", ""), &claim("other", "1Gi", ""));
         assert!(matches!(
             decide_claim(&c, &[&other], None, None),
-            ClaimDecision::Pending { event: Some(Event { reason: EVENT_FAILED_BINDING, .. }), .. }
+            ClaimDecision::Pending {
+                event: Some(Event {
+                    reason: EVENT_FAILED_BINDING,
+                    ..
+                }),
+                ..
+            }
         ));
         // A volume pre-bound by name to a claim wins over a smaller free one.
         let mut reserved = volume("reserved", "10Gi", "");
@@ -1292,12 +1318,18 @@ mod tests {
         );
         assert!(matches!(
             decide_claim(&c, &[], None, None),
-            ClaimDecision::Lost(Event { reason: EVENT_CLAIM_LOST, .. })
+            ClaimDecision::Lost(Event {
+                reason: EVENT_CLAIM_LOST,
+                ..
+            })
         ));
         let theirs = bound_to(volume("v", "1Gi", ""), &claim("other", "1Gi", ""));
         assert!(matches!(
             decide_claim(&c, &[&theirs], None, None),
-            ClaimDecision::Lost(Event { reason: EVENT_CLAIM_MISBOUND, .. })
+            ClaimDecision::Lost(Event {
+                reason: EVENT_CLAIM_MISBOUND,
+                ..
+            })
         ));
     }
 
@@ -1308,12 +1340,21 @@ mod tests {
         let pv = bound_volume(&v, &c).expect("a change");
         assert_eq!(pv["spec"]["claimRef"]["uid"], "uid-c");
         assert_eq!(pv["spec"]["claimRef"]["name"], "c");
-        assert_eq!(pv["metadata"]["annotations"][ANN_BOUND_BY_CONTROLLER], "yes");
+        assert_eq!(
+            pv["metadata"]["annotations"][ANN_BOUND_BY_CONTROLLER],
+            "yes"
+        );
         assert_eq!(bound_volume(&pv, &c), None, "already linked");
         let claim_next = bound_claim(&c, &pv).expect("a change");
         assert_eq!(claim_next["spec"]["volumeName"], "v");
-        assert_eq!(claim_next["metadata"]["annotations"][ANN_BIND_COMPLETED], "yes");
-        assert_eq!(claim_next["metadata"]["annotations"][ANN_BOUND_BY_CONTROLLER], "yes");
+        assert_eq!(
+            claim_next["metadata"]["annotations"][ANN_BIND_COMPLETED],
+            "yes"
+        );
+        assert_eq!(
+            claim_next["metadata"]["annotations"][ANN_BOUND_BY_CONTROLLER],
+            "yes"
+        );
         assert_eq!(bound_claim(&claim_next, &pv), None);
         let status = claim_status(&claim_next, CLAIM_BOUND, Some(&pv));
         assert_eq!(
@@ -1411,7 +1452,10 @@ mod tests {
             Reclaim::ByProvisioner("corral.io/local-path".into())
         );
         let mut local = with_policy("Delete");
-        local["spec"].as_object_mut().expect("spec").remove("hostPath");
+        local["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("hostPath");
         local["spec"]["local"] = json!({"path": "/mnt/disk"});
         assert!(matches!(
             reclaim_of(&local),

@@ -389,8 +389,8 @@ mod tests {
     #[test]
     fn without_a_single_node_the_volume_affinity_places_the_pod() {
         let mut pv = local_volume("/data/v");
-        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
-            ["values"] = json!(["a", "b"]);
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] =
+            json!(["a", "b"]);
         let pod = helper_pod(&pv, Op::Recycle, "busybox").expect("a pod");
         assert!(pod["spec"].get("nodeName").is_none());
         assert_eq!(
@@ -412,7 +412,9 @@ mod tests {
             {"state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
         assert_eq!(
             state(&pv, Some(&pod)),
-            State::Failed("pod kube-system/recycler-for-pvc-1234 failed: exit code 1 (Error)".into())
+            State::Failed(
+                "pod kube-system/recycler-for-pvc-1234 failed: exit code 1 (Error)".into()
+            )
         );
         let mut next_release = pv.clone();
         next_release["spec"]["claimRef"]["uid"] = json!("c-2");

@@ -41,7 +41,10 @@ async fn cluster() -> Server {
 }
 
 async fn create(client: &Client, obj: Value) -> Value {
-    client.create(&obj).await.unwrap_or_else(|e| panic!("creating {obj}: {e}"))
+    client
+        .create(&obj)
+        .await
+        .unwrap_or_else(|e| panic!("creating {obj}: {e}"))
 }
 
 fn host_volume(name: &str, size: &str, policy: &str, path: &str) -> Value {
@@ -118,7 +121,11 @@ async fn phase(client: &Client, kind: &str, ns: &str, name: &str, want: &str) ->
 /// The events recorded about an object: `reason: message` lines.
 async fn events(client: &Client, ns: &str, name: &str) -> Vec<String> {
     let list = client
-        .list("Event", (!ns.is_empty()).then_some(ns), &ListOptions::default())
+        .list(
+            "Event",
+            (!ns.is_empty()).then_some(ns),
+            &ListOptions::default(),
+        )
         .await
         .expect("events");
     list.items
@@ -135,14 +142,17 @@ async fn events(client: &Client, ns: &str, name: &str) -> Vec<String> {
 }
 
 async fn event_with(client: &Client, ns: &str, name: &str, text: &str) {
-    eventually(&format!("an event about {name} saying {text:?}"), || async {
-        let all = events(client, ns, name).await;
-        if all.iter().any(|e| e.contains(text)) {
-            Ok(())
-        } else {
-            Err(format!("{all:?}"))
-        }
-    })
+    eventually(
+        &format!("an event about {name} saying {text:?}"),
+        || async {
+            let all = events(client, ns, name).await;
+            if all.iter().any(|e| e.contains(text)) {
+                Ok(())
+            } else {
+                Err(format!("{all:?}"))
+            }
+        },
+    )
     .await
 }
 
@@ -152,7 +162,11 @@ async fn finish_helper(client: &Client, pod: &str, succeeded: bool) -> Value {
         get(client, "Pod", HELPER_NAMESPACE, pod).await
     })
     .await;
-    let (phase, code) = if succeeded { ("Succeeded", 0) } else { ("Failed", 1) };
+    let (phase, code) = if succeeded {
+        ("Succeeded", 0)
+    } else {
+        ("Failed", 1)
+    };
     p["status"] = json!({"phase": phase, "containerStatuses": [{"name": "c",
         "state": {"terminated": {"exitCode": code, "reason": if succeeded { "Completed" } else { "Error" }}}}]});
     client.update_status(&p).await.expect("helper status");
@@ -216,7 +230,11 @@ async fn an_immediate_class_provisions_a_directory_on_a_ready_node() {
     let s = cluster().await;
     let c = &s.client;
     make_node(c, "node-a").await;
-    create(c, class("fast", LOCAL_PATH_PROVISIONER, "Immediate", "Delete")).await;
+    create(
+        c,
+        class("fast", LOCAL_PATH_PROVISIONER, "Immediate", "Delete"),
+    )
+    .await;
     let made = create(c, claim("www", "1Gi", Some("fast"))).await;
     let bound = phase(c, "PersistentVolumeClaim", "default", "www", "Bound").await;
     let pv_name = format!("pvc-{}", made["metadata"]["uid"].as_str().expect("uid"));
@@ -265,7 +283,10 @@ async fn wait_for_first_consumer_provisions_on_the_selected_node_only() {
         .list("PersistentVolume", None, &ListOptions::default())
         .await
         .expect("pvs");
-    assert!(pvs.items.is_empty(), "nothing is provisioned before a pod is scheduled");
+    assert!(
+        pvs.items.is_empty(),
+        "nothing is provisioned before a pod is scheduled"
+    );
 
     // The scheduler picked node-b for the claim's first pod.
     c.patch(
@@ -278,9 +299,14 @@ async fn wait_for_first_consumer_provisions_on_the_selected_node_only() {
     .await
     .expect("annotated");
     let bound = phase(c, "PersistentVolumeClaim", "default", "www", "Bound").await;
-    let pv = get(c, "PersistentVolume", "", bound["spec"]["volumeName"].as_str().expect("name"))
-        .await
-        .expect("pv");
+    let pv = get(
+        c,
+        "PersistentVolume",
+        "",
+        bound["spec"]["volumeName"].as_str().expect("name"),
+    )
+    .await
+    .expect("pv");
     assert_eq!(storage::volume_node(&pv), Some("node-b"));
     assert!(
         storage::volume_path(&pv).is_some_and(|p| p.starts_with("/var/lib/node-b/local-path/"))
@@ -330,12 +356,23 @@ async fn retain_keeps_a_released_volume_and_recycle_scrubs_it_for_the_next_claim
     create(c, host_volume("kept", "1Gi", "Retain", "/data/kept")).await;
     create(c, claim("first", "1Gi", Some(""))).await;
     phase(c, "PersistentVolumeClaim", "default", "first", "Bound").await;
-    c.delete("PersistentVolumeClaim", "default", "first", &DeleteOptions::default())
-        .await
-        .expect("deleted");
-    eventually("the claim is gone", || gone(c, "PersistentVolumeClaim", "default", "first")).await;
+    c.delete(
+        "PersistentVolumeClaim",
+        "default",
+        "first",
+        &DeleteOptions::default(),
+    )
+    .await
+    .expect("deleted");
+    eventually("the claim is gone", || {
+        gone(c, "PersistentVolumeClaim", "default", "first")
+    })
+    .await;
     let pv = phase(c, "PersistentVolume", "", "kept", "Released").await;
-    assert_eq!(pv["spec"]["claimRef"]["name"], "first", "Released keeps its claimRef");
+    assert_eq!(
+        pv["spec"]["claimRef"]["name"], "first",
+        "Released keeps its claimRef"
+    );
     let helpers = c
         .list("Pod", Some(HELPER_NAMESPACE), &ListOptions::default())
         .await
@@ -353,9 +390,14 @@ async fn retain_keeps_a_released_volume_and_recycle_scrubs_it_for_the_next_claim
     create(c, recycled).await;
     create(c, claim("third", "1Gi", Some("manual"))).await;
     phase(c, "PersistentVolumeClaim", "default", "third", "Bound").await;
-    c.delete("PersistentVolumeClaim", "default", "third", &DeleteOptions::default())
-        .await
-        .expect("deleted");
+    c.delete(
+        "PersistentVolumeClaim",
+        "default",
+        "third",
+        &DeleteOptions::default(),
+    )
+    .await
+    .expect("deleted");
     let helper = finish_helper(c, "recycler-for-scrubbed", true).await;
     assert_eq!(helper["spec"]["nodeName"], "node-a");
     assert_eq!(
@@ -381,40 +423,77 @@ async fn delete_removes_a_provisioned_volume_and_a_failed_helper_fails_the_volum
     let s = cluster().await;
     let c = &s.client;
     make_node(c, "node-a").await;
-    create(c, class("fast", LOCAL_PATH_PROVISIONER, "Immediate", "Delete")).await;
+    create(
+        c,
+        class("fast", LOCAL_PATH_PROVISIONER, "Immediate", "Delete"),
+    )
+    .await;
     let made = create(c, claim("www", "1Gi", Some("fast"))).await;
     let pv_name = format!("pvc-{}", made["metadata"]["uid"].as_str().expect("uid"));
     phase(c, "PersistentVolumeClaim", "default", "www", "Bound").await;
-    c.delete("PersistentVolumeClaim", "default", "www", &DeleteOptions::default())
-        .await
-        .expect("deleted");
+    c.delete(
+        "PersistentVolumeClaim",
+        "default",
+        "www",
+        &DeleteOptions::default(),
+    )
+    .await
+    .expect("deleted");
     let helper = finish_helper(c, &format!("deleter-for-{pv_name}"), true).await;
     assert_eq!(helper["spec"]["nodeName"], "node-a");
-    eventually("the volume is deleted", || gone(c, "PersistentVolume", "", &pv_name)).await;
+    eventually("the volume is deleted", || {
+        gone(c, "PersistentVolume", "", &pv_name)
+    })
+    .await;
 
     // A helper that fails leaves the volume Failed, saying why.
     let made = create(c, claim("www2", "1Gi", Some("fast"))).await;
     let pv_name = format!("pvc-{}", made["metadata"]["uid"].as_str().expect("uid"));
     phase(c, "PersistentVolumeClaim", "default", "www2", "Bound").await;
-    c.delete("PersistentVolumeClaim", "default", "www2", &DeleteOptions::default())
-        .await
-        .expect("deleted");
+    c.delete(
+        "PersistentVolumeClaim",
+        "default",
+        "www2",
+        &DeleteOptions::default(),
+    )
+    .await
+    .expect("deleted");
     finish_helper(c, &format!("deleter-for-{pv_name}"), false).await;
     let pv = phase(c, "PersistentVolume", "", &pv_name, "Failed").await;
     assert!(
-        pv["status"]["message"].as_str().is_some_and(|m| m.contains("exit code 1")),
+        pv["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exit code 1")),
         "{pv}"
     );
 
     // An administrator's volume outside /tmp cannot be deleted: Failed, in Kubernetes' words.
     create(c, host_volume("admin", "1Gi", "Delete", "/srv/admin")).await;
     create(c, claim("admin-claim", "1Gi", Some(""))).await;
-    phase(c, "PersistentVolumeClaim", "default", "admin-claim", "Bound").await;
-    c.delete("PersistentVolumeClaim", "default", "admin-claim", &DeleteOptions::default())
-        .await
-        .expect("deleted");
+    phase(
+        c,
+        "PersistentVolumeClaim",
+        "default",
+        "admin-claim",
+        "Bound",
+    )
+    .await;
+    c.delete(
+        "PersistentVolumeClaim",
+        "default",
+        "admin-claim",
+        &DeleteOptions::default(),
+    )
+    .await
+    .expect("deleted");
     phase(c, "PersistentVolume", "", "admin", "Failed").await;
-    event_with(c, "", "admin", "host_path deleter only supports /tmp/.+ but received provided /srv/admin").await;
+    event_with(
+        c,
+        "",
+        "admin",
+        "host_path deleter only supports /tmp/.+ but received provided /srv/admin",
+    )
+    .await;
     s.stop().await;
 }
 
@@ -442,7 +521,12 @@ async fn a_claim_in_use_and_a_bound_volume_are_not_removed_under_their_users() {
         .expect("delete accepted");
     assert!(corral_api::object::deletion_timestamp(&pv).is_some());
     let deleting = c
-        .delete("PersistentVolumeClaim", "default", "data", &DeleteOptions::default())
+        .delete(
+            "PersistentVolumeClaim",
+            "default",
+            "data",
+            &DeleteOptions::default(),
+        )
         .await
         .expect("delete accepted");
     assert!(corral_api::object::deletion_timestamp(&deleting).is_some());
@@ -468,8 +552,14 @@ async fn a_claim_in_use_and_a_bound_volume_are_not_removed_under_their_users() {
     )
     .await
     .expect("pod deleted");
-    eventually("the claim is gone", || gone(c, "PersistentVolumeClaim", "default", "data")).await;
-    eventually("the volume is gone", || gone(c, "PersistentVolume", "", "vol")).await;
+    eventually("the claim is gone", || {
+        gone(c, "PersistentVolumeClaim", "default", "data")
+    })
+    .await;
+    eventually("the volume is gone", || {
+        gone(c, "PersistentVolume", "", "vol")
+    })
+    .await;
     s.stop().await;
 }
 
@@ -478,19 +568,38 @@ async fn storage_objects_are_validated_and_a_claims_spec_is_immutable() {
     let s = server().await;
     let c = &s.client;
     let mut local = host_volume("local", "1Gi", "Retain", "/x");
-    local["spec"].as_object_mut().expect("spec").remove("hostPath");
+    local["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("hostPath");
     local["spec"]["local"] = json!({"path": "/mnt/disks/ssd1"});
-    let err = c.create(&local).await.expect_err("local needs node affinity");
+    let err = c
+        .create(&local)
+        .await
+        .expect_err("local needs node affinity");
     assert!(
-        err.to_string().contains("spec.nodeAffinity") && err.to_string().contains("Local volume requires node affinity"),
+        err.to_string().contains("spec.nodeAffinity")
+            && err
+                .to_string()
+                .contains("Local volume requires node affinity"),
         "{err}"
     );
     create(c, claim("data", "1Gi", Some(""))).await;
-    let mut grown = get(c, "PersistentVolumeClaim", "default", "data").await.expect("claim");
+    let mut grown = get(c, "PersistentVolumeClaim", "default", "data")
+        .await
+        .expect("claim");
     grown["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
-    let err = c.update(&grown).await.expect_err("an unbound claim does not grow");
-    assert!(err.to_string().contains("spec is immutable after creation"), "{err}");
-    let mut other_mode = get(c, "PersistentVolumeClaim", "default", "data").await.expect("claim");
+    let err = c
+        .update(&grown)
+        .await
+        .expect_err("an unbound claim does not grow");
+    assert!(
+        err.to_string().contains("spec is immutable after creation"),
+        "{err}"
+    );
+    let mut other_mode = get(c, "PersistentVolumeClaim", "default", "data")
+        .await
+        .expect("claim");
     other_mode["spec"]["accessModes"] = json!(["ReadWriteMany"]);
     assert!(c.update(&other_mode).await.is_err());
     s.stop().await;

@@ -774,7 +774,12 @@ impl Planner {
 
     /// The claims, volumes or classes changed: placement uses the new ones (keeping the volumes
     /// assumed for pods not yet seen bound), and unschedulable pods are retried.
-    pub fn volumes_changed(&mut self, claims: &[Arc<Value>], pvs: &[Arc<Value>], classes: &[Arc<Value>]) {
+    pub fn volumes_changed(
+        &mut self,
+        claims: &[Arc<Value>],
+        pvs: &[Arc<Value>],
+        classes: &[Arc<Value>],
+    ) {
         let next = VolumeState::new(
             claims.iter().map(|c| &**c),
             pvs.iter().map(|v| &**v),

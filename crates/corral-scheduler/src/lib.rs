@@ -36,9 +36,9 @@ pub mod resources;
 pub mod schedule;
 pub mod score;
 pub mod snapshot;
-pub mod volumes;
 #[cfg(test)]
 mod testing;
+pub mod volumes;
 
 pub use driver::{SchedulerOptions, run};
 pub use error::InvalidField;

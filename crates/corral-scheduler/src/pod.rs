@@ -214,7 +214,11 @@ fn claim_names(spec: &Value) -> Result<Vec<String>, InvalidField> {
         let name = string(claim, "claimName", &claim_path)?
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
-                InvalidField::new(format!("{claim_path}.claimName"), &Value::Null, "Required value")
+                InvalidField::new(
+                    format!("{claim_path}.claimName"),
+                    &Value::Null,
+                    "Required value",
+                )
             })?;
         if !out.iter().any(|c| c == name) {
             out.push(name.to_string());

@@ -222,7 +222,8 @@ impl VolumeState {
             }
             let volume_name = storage::claim_volume_name(claim);
             if !volume_name.is_empty() {
-                out.bound.push((key, self.volumes.get(volume_name).cloned()));
+                out.bound
+                    .push((key, self.volumes.get(volume_name).cloned()));
             } else if self.delays_binding(claim) {
                 out.delayed.push(claim.clone());
             } else {
@@ -423,7 +424,10 @@ mod tests {
         );
         let err = |claims: &[&str]| s.pre_filter(&pod_with_claims(claims)).expect_err("fails");
         assert_eq!(err(&["nope"]), "persistentvolumeclaim \"nope\" not found");
-        assert_eq!(err(&["going"]), "persistentvolumeclaim \"going\" is being deleted");
+        assert_eq!(
+            err(&["going"]),
+            "persistentvolumeclaim \"going\" is being deleted"
+        );
         assert_eq!(err(&["immediate"]), REASON_UNBOUND_IMMEDIATE);
         assert!(s.pre_filter(&pod_with_claims(&[])).expect("ok").is_empty());
     }
@@ -441,7 +445,11 @@ mod tests {
             check(&s, &p, &named_node("n2", false)),
             Err(REASON_NODE_CONFLICT.to_string())
         );
-        let gone = state(&[bound(claim("data", "", &["ReadWriteOnce"]), "pv1")], &[], &[]);
+        let gone = state(
+            &[bound(claim("data", "", &["ReadWriteOnce"]), "pv1")],
+            &[],
+            &[],
+        );
         assert_eq!(
             check(&gone, &p, &named_node("n1", false)),
             Err(REASON_PV_NOT_EXIST.to_string())
@@ -464,7 +472,11 @@ mod tests {
         );
 
         let lp = class("local-path", LOCAL_PATH_PROVISIONER, true);
-        let s = state(&[claim("data", "local-path", &["ReadWriteOnce"])], &[], &[lp.clone()]);
+        let s = state(
+            &[claim("data", "local-path", &["ReadWriteOnce"])],
+            &[],
+            std::slice::from_ref(&lp),
+        );
         assert_eq!(check(&s, &p, &named_node("n1", true)), Ok(()));
         assert_eq!(
             check(&s, &p, &named_node("n2", false)),
@@ -472,7 +484,11 @@ mod tests {
             "no local-path root published"
         );
         let with_path = set(lp, "/parameters", json!({"nodePath": "/mnt/fast"}));
-        let s = state(&[claim("data", "local-path", &["ReadWriteOnce"])], &[], &[with_path]);
+        let s = state(
+            &[claim("data", "local-path", &["ReadWriteOnce"])],
+            &[],
+            &[with_path],
+        );
         assert_eq!(check(&s, &p, &named_node("n2", false)), Ok(()));
 
         let zoned = set(
@@ -543,7 +559,10 @@ mod tests {
             s.classes.values(),
             Some(&s),
         );
-        assert_eq!(check(&rebuilt, &pb, &n1), Err(REASON_BIND_CONFLICT.to_string()));
+        assert_eq!(
+            check(&rebuilt, &pb, &n1),
+            Err(REASON_BIND_CONFLICT.to_string())
+        );
         assert_eq!(check(&rebuilt, &pa, &n1), Ok(()));
     }
 }

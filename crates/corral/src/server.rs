@@ -505,9 +505,13 @@ pub async fn start(
         "persistentvolume-binder",
         |c, t| persistentvolume::run(c, Default::default(), t),
     );
-    register_with_client(&mut host, leader, &client, "local-path-provisioner", |c, t| {
-        local_path::run(c, Default::default(), t)
-    });
+    register_with_client(
+        &mut host,
+        leader,
+        &client,
+        "local-path-provisioner",
+        |c, t| local_path::run(c, Default::default(), t),
+    );
     if leader_probe {
         let (objects, metrics) = (objects.clone(), metrics.clone());
         host.register(
