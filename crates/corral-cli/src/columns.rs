@@ -998,7 +998,10 @@ mod tests {
     fn statefulsets_and_their_revisions_read_like_kubectl() {
         let sts = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2},
             "status": {"readyReplicas": 1}});
-        assert_eq!(row("StatefulSet", &sts, false, now()), ["web", "1/2", "<unknown>"]);
+        assert_eq!(
+            row("StatefulSet", &sts, false, now()),
+            ["web", "1/2", "<unknown>"]
+        );
         let rev = json!({"metadata": {"name": "web-6b8c9d7f5", "ownerReferences": [
             {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u", "controller": true}]},
             "revision": 2});
@@ -1007,7 +1010,12 @@ mod tests {
             ["web-6b8c9d7f5", "statefulset.apps/web", "2", "<unknown>"]
         );
         assert_eq!(
-            row("ControllerRevision", &json!({"metadata": {"name": "x"}, "revision": 1}), false, now())[1],
+            row(
+                "ControllerRevision",
+                &json!({"metadata": {"name": "x"}, "revision": 1}),
+                false,
+                now()
+            )[1],
             "<none>"
         );
     }

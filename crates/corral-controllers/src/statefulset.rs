@@ -206,8 +206,7 @@ fn ready_condition(pod: &Value) -> Option<&Value> {
 
 /// Kubernetes' `isRunningAndReady`: phase Running and the Ready condition True.
 pub fn is_running_and_ready(pod: &Value) -> bool {
-    phase(pod) == "Running"
-        && ready_condition(pod).is_some_and(|c| str_at(c, "/status") == "True")
+    phase(pod) == "Running" && ready_condition(pod).is_some_and(|c| str_at(c, "/status") == "True")
 }
 
 /// When a running and ready pod counts as available (`None`: it is not running and ready, or
@@ -327,7 +326,9 @@ fn claim_object(owner_uid: &str, owner_deleting: bool, matches: bool, obj: &Valu
 enum Strategy {
     OnDelete,
     /// `partition`: `None` when `rollingUpdate` is absent.
-    RollingUpdate { partition: Option<i64> },
+    RollingUpdate {
+        partition: Option<i64>,
+    },
 }
 
 /// A StatefulSet as the decision reads it.
@@ -387,7 +388,9 @@ impl<'a> Set<'a> {
             strategy,
             min_ready_seconds: int_at(sts, "/spec/minReadySeconds").unwrap_or(0),
             history_limit: usize::try_from(
-                int_at(sts, "/spec/revisionHistoryLimit").unwrap_or(10).max(0),
+                int_at(sts, "/spec/revisionHistoryLimit")
+                    .unwrap_or(10)
+                    .max(0),
             )
             .unwrap_or(10),
             service_name: str_at(sts, "/spec/serviceName"),
@@ -423,7 +426,8 @@ impl<'a> Set<'a> {
         parent == self.name
             && object::name(pod) == pod_name(self.name, ordinal)
             && object::namespace(pod) == self.namespace
-            && object::labels(pod).get(POD_NAME_LABEL).map(String::as_str) == Some(object::name(pod))
+            && object::labels(pod).get(POD_NAME_LABEL).map(String::as_str)
+                == Some(object::name(pod))
             && object::labels(pod).get(POD_INDEX_LABEL) == Some(&ordinal.to_string())
     }
 
@@ -737,9 +741,7 @@ impl Revisions<'_> {
         let index = ordinal - set.start;
         let keep_current = match set.strategy {
             Strategy::RollingUpdate { partition: None } => index < self.current_replicas,
-            Strategy::RollingUpdate {
-                partition: Some(p),
-            } => index < p,
+            Strategy::RollingUpdate { partition: Some(p) } => index < p,
             Strategy::OnDelete => false,
         };
         if keep_current {
@@ -858,9 +860,9 @@ pub fn decide(
             name
         }
     };
-    let current = owned_revisions
-        .iter()
-        .find(|r| !stored.current_revision.is_empty() && object::name(r) == stored.current_revision);
+    let current = owned_revisions.iter().find(|r| {
+        !stored.current_revision.is_empty() && object::name(r) == stored.current_revision
+    });
     let (current_name, current_template) = match current {
         Some(r) => (
             object::name(r).to_string(),
@@ -907,7 +909,7 @@ pub fn decide(
             condemned.push((ordinal, pod));
         }
     }
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|c| std::cmp::Reverse(c.0));
     let revs = Revisions {
         current_name: &current_name,
         current_template: &current_template,
@@ -1097,7 +1099,9 @@ fn pass_replicas(
                 });
             }
             // The replacement is made on a later pass, once the old object is gone.
-            plan.waiting = Some(format!("waiting for Pod {name} to be gone before recreating it"));
+            plan.waiting = Some(format!(
+                "waiting for Pod {name} to be gone before recreating it"
+            ));
             if monotonic {
                 return true;
             }
@@ -1220,7 +1224,10 @@ fn decide_deletion(
     plan.status.observed_generation = object::generation(sts);
     plan.status.collision_count = stored.collision_count;
     plan.status.conditions = stored.conditions.clone();
-    if object::finalizers(sts).iter().any(|f| f == FINALIZER_ORPHAN) {
+    if object::finalizers(sts)
+        .iter()
+        .any(|f| f == FINALIZER_ORPHAN)
+    {
         // Orphan propagation: the garbage collector lets the pods go; nothing to scale down.
         plan.remove_finalizer = has_finalizer;
         return;
@@ -1232,7 +1239,7 @@ fn decide_deletion(
         .iter()
         .map(|p| (ordinal_of(p).unwrap_or(-1), *p))
         .collect();
-    pods.sort_by(|a, b| b.0.cmp(&a.0));
+    pods.sort_by_key(|p| std::cmp::Reverse(p.0));
     if pods.is_empty() {
         plan.remove_finalizer = true;
         return;
@@ -1269,7 +1276,9 @@ fn next_availability(set: &Set, pods: &[&Value], now: Timestamp) -> Option<Durat
         .filter_map(|p| available_from(p, set.min_ready_seconds))
         .filter(|t| *t >= now)
         .min()
-        .map(|t| Duration::try_from(t.duration_since(now)).unwrap_or_default() + AVAILABILITY_MARGIN)
+        .map(|t| {
+            Duration::try_from(t.duration_since(now)).unwrap_or_default() + AVAILABILITY_MARGIN
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1543,11 +1552,7 @@ impl Ctx {
                 Err(e) => {
                     return Err(api(
                         key,
-                        format!(
-                            "claiming {} {}",
-                            object::kind(obj),
-                            object::name(obj)
-                        ),
+                        format!("claiming {} {}", object::kind(obj), object::name(obj)),
                     )(e));
                 }
             }
@@ -1607,7 +1612,13 @@ impl Ctx {
             "finalizers": finalizers,
         }});
         self.client
-            .patch("StatefulSet", object::namespace(sts), object::name(sts), &patch, false)
+            .patch(
+                "StatefulSet",
+                object::namespace(sts),
+                object::name(sts),
+                &patch,
+                false,
+            )
             .await
             .map_err(api(key, "adding its finalizer"))
     }
@@ -1616,7 +1627,9 @@ impl Ctx {
     /// (the cache may lag behind a pod created just before the deletion).
     async fn remove_finalizer(&self, key: &str, sts: &Value) -> Result<(), Error> {
         let (namespace, uid) = (object::namespace(sts), object::uid(sts));
-        let orphaning = object::finalizers(sts).iter().any(|f| f == FINALIZER_ORPHAN);
+        let orphaning = object::finalizers(sts)
+            .iter()
+            .any(|f| f == FINALIZER_ORPHAN);
         if !orphaning {
             let pods = self
                 .client
@@ -1626,10 +1639,8 @@ impl Ctx {
             let left: Vec<&str> = pods
                 .items
                 .iter()
-                .filter(|p| {
-                    controller_ref(p).is_some_and(|r| str_at(r, "/uid") == uid)
-                })
-                .map(|p| object::name(p))
+                .filter(|p| controller_ref(p).is_some_and(|r| str_at(r, "/uid") == uid))
+                .map(object::name)
                 .collect();
             if !left.is_empty() {
                 return Err(Error::NotYet {
@@ -1668,11 +1679,16 @@ impl Ctx {
                     // next sync resolves (the cache will hold the other revision by then).
                     let existing = self
                         .client
-                        .get("ControllerRevision", object::namespace(rev), object::name(rev))
+                        .get(
+                            "ControllerRevision",
+                            object::namespace(rev),
+                            object::name(rev),
+                        )
                         .await
                         .map_err(api(key, "reading a revision"))?;
-                    let ours = controller_ref(&existing)
-                        .is_some_and(|r| str_at(r, "/uid") == str_at(rev, "/metadata/ownerReferences/0/uid"));
+                    let ours = controller_ref(&existing).is_some_and(|r| {
+                        str_at(r, "/uid") == str_at(rev, "/metadata/ownerReferences/0/uid")
+                    });
                     let same = existing
                         .get("data")
                         .zip(rev.get("data"))
@@ -1691,12 +1707,10 @@ impl Ctx {
                 }
                 Err(e) => Err(api(key, format!("creating revision {}", object::name(rev)))(e)),
             },
-            RevisionWrite::Renumber(rev) => self
-                .client
-                .update(rev)
-                .await
-                .map(|_| ())
-                .map_err(api(key, format!("renumbering revision {}", object::name(rev)))),
+            RevisionWrite::Renumber(rev) => self.client.update(rev).await.map(|_| ()).map_err(api(
+                key,
+                format!("renumbering revision {}", object::name(rev)),
+            )),
         }
     }
 
@@ -1806,7 +1820,8 @@ impl Ctx {
         if result.is_err() {
             for step in steps {
                 if let Step::Delete { uid, .. } = step {
-                    self.expectations.deletion_observed(&deletions_key(key), uid);
+                    self.expectations
+                        .deletion_observed(&deletions_key(key), uid);
                 }
             }
         }
@@ -2003,7 +2018,10 @@ mod tests {
                             self.claims.insert(object::name(c).to_string(), c.clone());
                         }
                         assert!(
-                            !self.pods.iter().any(|p| object::name(p) == object::name(pod)),
+                            !self
+                                .pods
+                                .iter()
+                                .any(|p| object::name(p) == object::name(pod)),
                             "{} is created while a pod of that name exists",
                             object::name(pod)
                         );
@@ -2037,7 +2055,11 @@ mod tests {
                     }
                 }
             }
-            let gone: Vec<&str> = plan.delete_revisions.iter().map(|(_, u)| u.as_str()).collect();
+            let gone: Vec<&str> = plan
+                .delete_revisions
+                .iter()
+                .map(|(_, u)| u.as_str())
+                .collect();
             self.revisions.retain(|r| !gone.contains(&object::uid(r)));
             self.sts["status"] = plan.status.to_json();
         }
@@ -2164,7 +2186,11 @@ mod tests {
         assert_eq!(parent_and_ordinal("web"), None);
         assert_eq!(parent_and_ordinal("web-"), None);
         assert_eq!(parent_and_ordinal("web-x1"), None);
-        assert_eq!(parent_and_ordinal("web-99999999999"), None, "not a 32-bit ordinal");
+        assert_eq!(
+            parent_and_ordinal("web-99999999999"),
+            None,
+            "not a 32-bit ordinal"
+        );
         assert_eq!(pod_name("web", 3), "web-3");
         assert_eq!(claim_name("www", "web", 3), "www-web-3");
     }
@@ -2257,7 +2283,13 @@ mod tests {
         assert!(plan.steps.is_empty() && plan.waiting.is_none(), "{plan:?}");
         let s = &plan.status;
         assert_eq!(
-            (s.replicas, s.ready_replicas, s.available_replicas, s.current_replicas, s.updated_replicas),
+            (
+                s.replicas,
+                s.ready_replicas,
+                s.available_replicas,
+                s.current_replicas,
+                s.updated_replicas
+            ),
             (3, 3, 3, 3, 3)
         );
     }
@@ -2282,7 +2314,10 @@ mod tests {
         let plan = w.plan();
         assert_eq!(created(&plan), vec!["web-0", "web-1", "web-2"]);
         w.apply(&plan);
-        assert!(w.plan().steps.is_empty(), "nothing more to do while they start");
+        assert!(
+            w.plan().steps.is_empty(),
+            "nothing more to do while they start"
+        );
         w.set("/spec/replicas", json!(1));
         let plan = w.plan();
         assert_eq!(
@@ -2353,7 +2388,10 @@ mod tests {
         assert_eq!(deleted(&plan), vec![d("web-2", DeleteReason::ScaleDown)]);
         w.apply(&plan);
         let plan = w.plan();
-        assert!(plan.steps.is_empty(), "web-2 is still terminating: {plan:?}");
+        assert!(
+            plan.steps.is_empty(),
+            "web-2 is still terminating: {plan:?}"
+        );
         w.gone("web-2");
         let plan = w.plan();
         assert_eq!(deleted(&plan), vec![d("web-1", DeleteReason::ScaleDown)]);
@@ -2444,10 +2482,7 @@ mod tests {
     }
 
     fn new_image(w: &mut World, image: &str) {
-        w.set(
-            "/spec/template/spec/containers/0/image",
-            json!(image),
-        );
+        w.set("/spec/template/spec/containers/0/image", json!(image));
     }
 
     #[test]
@@ -2535,7 +2570,11 @@ mod tests {
         w.apply(&plan);
         w.delete("web-1");
         w.settle();
-        assert_ne!(w.revision_of("web-1"), old, "recreated at the update revision");
+        assert_ne!(
+            w.revision_of("web-1"),
+            old,
+            "recreated at the update revision"
+        );
         assert_eq!(w.revision_of("web-0"), old);
     }
 
@@ -2595,10 +2634,13 @@ mod tests {
         assert_ne!(object::name(rev2), object::name(rev));
         assert_eq!(plan.status.collision_count, Some(1));
         assert_eq!(created(&plan), vec!["web-0"]);
-        assert_eq!(pod_revision(match &plan.steps[0] {
-            Step::Create { pod, .. } => pod,
-            other => panic!("{other:?}"),
-        }), object::name(rev2));
+        assert_eq!(
+            pod_revision(match &plan.steps[0] {
+                Step::Create { pod, .. } => pod,
+                other => panic!("{other:?}"),
+            }),
+            object::name(rev2)
+        );
     }
 
     #[test]
@@ -2671,7 +2713,8 @@ mod tests {
             .expect("metadata")
             .remove("ownerReferences");
         orphan["metadata"]["uid"] = json!("o-1");
-        orphan["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        orphan["status"] =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         let mut stranger = orphan.clone();
         stranger["metadata"]["name"] = json!("db-0");
         stranger["metadata"]["uid"] = json!("o-2");
@@ -2732,7 +2775,9 @@ mod tests {
             .remove(POD_NAME_LABEL);
         let plan = w.plan();
         match &plan.steps[..] {
-            [Step::UpdatePod(pod)] => assert_eq!(pod["metadata"]["labels"][POD_NAME_LABEL], "web-0"),
+            [Step::UpdatePod(pod)] => {
+                assert_eq!(pod["metadata"]["labels"][POD_NAME_LABEL], "web-0")
+            }
             other => panic!("an update: {other:?}"),
         }
     }

@@ -59,9 +59,10 @@ fn label(obj: &Value, key: &str) -> String {
 
 fn is_ready(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running"
-        && pod["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// The reference StatefulSet `web` (serviceName `nginx`, claim template `www`), its pods held
@@ -149,7 +150,10 @@ async fn release(client: &Client, namespace: &str, pod: &Value) {
         "resourceVersion": pod["metadata"]["resourceVersion"],
         "finalizers": null,
     }});
-    match client.patch("Pod", namespace, &name(pod), &patch, false).await {
+    match client
+        .patch("Pod", namespace, &name(pod), &patch, false)
+        .await
+    {
         Ok(_)
         | Err(corral_api::ApiError::NotFound { .. })
         | Err(corral_api::ApiError::Conflict { .. }) => {}
@@ -382,7 +386,11 @@ async fn status_is(client: &Client, namespace: &str, wanted: Value) -> Value {
                 .expect("an object")
                 .iter()
                 .all(|(k, v)| &status[k] == v);
-            if all { Ok(status) } else { Err(status.to_string()) }
+            if all {
+                Ok(status)
+            } else {
+                Err(status.to_string())
+            }
         }
     })
     .await
@@ -450,8 +458,13 @@ async fn pods_come_up_in_order_after_their_claims_and_scaling_keeps_the_claims()
     )
     .await;
     // The finalizer that makes a deletion scale down first.
-    let stored = get(&client, "StatefulSet", "default", "web").await.expect("the set");
-    assert_eq!(stored["metadata"]["finalizers"], json!([SCALE_DOWN_FINALIZER]));
+    let stored = get(&client, "StatefulSet", "default", "web")
+        .await
+        .expect("the set");
+    assert_eq!(
+        stored["metadata"]["finalizers"],
+        json!([SCALE_DOWN_FINALIZER])
+    );
 
     // web-1 only once web-0 is Ready.
     mark_ready(&client, "default", "web-0").await;
@@ -461,7 +474,9 @@ async fn pods_come_up_in_order_after_their_claims_and_scaling_keeps_the_claims()
         log.added("Pod", "web-1").await > web0_ready,
         "web-1 is created after web-0 turned Ready"
     );
-    assert!(log.added("PersistentVolumeClaim", "www-web-1").await < log.added("Pod", "web-1").await);
+    assert!(
+        log.added("PersistentVolumeClaim", "www-web-1").await < log.added("Pod", "web-1").await
+    );
     let web1 = pods.iter().find(|p| name(p) == "web-1").expect("web-1");
     mark_ready(&client, "default", "web-1").await;
     status_is(
@@ -488,7 +503,12 @@ async fn pods_come_up_in_order_after_their_claims_and_scaling_keeps_the_claims()
     .await;
     release(&client, "default", &terminating).await;
     pods_are(&client, "default", &["web-0"]).await;
-    status_is(&client, "default", json!({"replicas": 1, "readyReplicas": 1})).await;
+    status_is(
+        &client,
+        "default",
+        json!({"replicas": 1, "readyReplicas": 1}),
+    )
+    .await;
     let kept = get(&client, "PersistentVolumeClaim", "default", "www-web-1")
         .await
         .expect("www-web-1 is kept");
@@ -532,13 +552,22 @@ async fn a_replacement_is_made_only_after_the_old_pod_object_is_gone() {
 
     // A user deletes web-0: it terminates (its node holds it); the controller sees it (the
     // status stops counting it as current) and makes no second web-0.
-    let old = get(&client, "Pod", "default", "web-0").await.expect("web-0");
+    let old = get(&client, "Pod", "default", "web-0")
+        .await
+        .expect("web-0");
     client
         .delete("Pod", "default", "web-0", &DeleteOptions::default())
         .await
         .expect("deleted");
-    status_is(&client, "default", json!({"currentReplicas": 1, "readyReplicas": 2})).await;
-    let still = get(&client, "Pod", "default", "web-0").await.expect("web-0");
+    status_is(
+        &client,
+        "default",
+        json!({"currentReplicas": 1, "readyReplicas": 2}),
+    )
+    .await;
+    let still = get(&client, "Pod", "default", "web-0")
+        .await
+        .expect("web-0");
     assert_eq!(uid(&still), uid(&old), "the old object is still there");
     assert!(still.pointer("/metadata/deletionTimestamp").is_some());
 
@@ -559,7 +588,10 @@ async fn a_replacement_is_made_only_after_the_old_pod_object_is_gone() {
             e.r#type == EventType::Added && uid(&e.object) == uid(&new)
         })
         .await;
-    assert!(created > gone, "created at {created}, the old one gone at {gone}");
+    assert!(
+        created > gone,
+        "created at {created}, the old one gone at {gone}"
+    );
     assert_eq!(
         new["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
         "www-web-0"
@@ -567,7 +599,9 @@ async fn a_replacement_is_made_only_after_the_old_pod_object_is_gone() {
 
     // A failed pod is deleted by the controller, and replaced once it is gone.
     mark_ready(&client, "default", "web-0").await;
-    let mut failed = get(&client, "Pod", "default", "web-1").await.expect("web-1");
+    let mut failed = get(&client, "Pod", "default", "web-1")
+        .await
+        .expect("web-1");
     failed["status"] = json!({"phase": "Failed"});
     client.update_status(&failed).await.expect("web-1 failed");
     let terminating = eventually("the failed web-1 is deleted", || async {
@@ -613,8 +647,12 @@ async fn a_rolling_update_honours_its_partition_highest_ordinal_first() {
     let log = Log::start(&client, "default", &f.cancel).await;
     kubelet(client.clone(), "default", f.cancel.clone());
     client.create(&web("default", 3)).await.expect("created");
-    let first = status_is(&client, "default", json!({"readyReplicas": 3, "updatedReplicas": 3}))
-        .await["updateRevision"]
+    let first = status_is(
+        &client,
+        "default",
+        json!({"readyReplicas": 3, "updatedReplicas": 3}),
+    )
+    .await["updateRevision"]
         .as_str()
         .expect("a revision")
         .to_string();
@@ -642,7 +680,10 @@ async fn a_rolling_update_honours_its_partition_highest_ordinal_first() {
                "currentReplicas": 1, "currentRevision": first}),
     )
     .await;
-    let second = status["updateRevision"].as_str().expect("a revision").to_string();
+    let second = status["updateRevision"]
+        .as_str()
+        .expect("a revision")
+        .to_string();
     assert_ne!(second, first);
     let pods = pods_are(&client, "default", &["web-0", "web-1", "web-2"]).await;
     for pod in &pods {
@@ -650,8 +691,18 @@ async fn a_rolling_update_honours_its_partition_highest_ordinal_first() {
             "web-0" => (&first, "busybox"),
             _ => (&second, "busybox:1.36"),
         };
-        assert_eq!(&label(pod, "controller-revision-hash"), revision, "{}", name(pod));
-        assert_eq!(pod["spec"]["containers"][0]["image"], image, "{}", name(pod));
+        assert_eq!(
+            &label(pod, "controller-revision-hash"),
+            revision,
+            "{}",
+            name(pod)
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["image"],
+            image,
+            "{}",
+            name(pod)
+        );
     }
     // Highest first, the next only after the previous replacement was Ready.
     let events = log.events();
@@ -726,9 +777,17 @@ async fn deleting_a_statefulset_scales_it_down_highest_first_and_leaves_the_clai
         }
     })
     .await;
-    assert!(pod_names(&client, "default").await.expect("pods").is_empty());
+    assert!(
+        pod_names(&client, "default")
+            .await
+            .expect("pods")
+            .is_empty()
+    );
     // Highest first; each one starts going only after the one above it is gone.
-    let (gone2, gone1) = (log.gone(&uid_of("web-2")).await, log.gone(&uid_of("web-1")).await);
+    let (gone2, gone1) = (
+        log.gone(&uid_of("web-2")).await,
+        log.gone(&uid_of("web-1")).await,
+    );
     assert!(log.terminating(&uid_of("web-1")).await > gone2);
     assert!(log.terminating(&uid_of("web-0")).await > gone1);
     // The claims stay; the revisions go with the StatefulSet (garbage collector).
@@ -751,7 +810,10 @@ async fn deleting_a_statefulset_scales_it_down_highest_first_and_leaves_the_clai
     .await;
 
     // A StatefulSet made again finds its claims.
-    client.create(&web("default", 1)).await.expect("created again");
+    client
+        .create(&web("default", 1))
+        .await
+        .expect("created again");
     let pods = pods_are(&client, "default", &["web-0"]).await;
     assert_eq!(
         pods[0]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],

@@ -538,7 +538,11 @@ async fn controller_revisions_of(ctx: &mut Ctx<'_>, sts: &Value) -> Result<Vec<V
     let namespace = corral_api::object::namespace(sts);
     let list = ctx
         .client
-        .list("ControllerRevision", Some(namespace), &ListOptions::default())
+        .list(
+            "ControllerRevision",
+            Some(namespace),
+            &ListOptions::default(),
+        )
         .await?;
     let uid = corral_api::object::uid(sts);
     Ok(list
@@ -1648,13 +1652,17 @@ mod tests {
                    "status": status})
         };
         assert_eq!(
-            msg(plain(json!({"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 1,
-                             "currentRevision": "web-a", "updateRevision": "web-b"})))
+            msg(plain(
+                json!({"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 1,
+                             "currentRevision": "web-a", "updateRevision": "web-b"})
+            ))
             .message,
             "waiting for statefulset rolling update to complete 1 pods at revision web-b..."
         );
-        let done = msg(plain(json!({"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2,
-            "currentReplicas": 2, "currentRevision": "web-b", "updateRevision": "web-b"})));
+        let done = msg(plain(
+            json!({"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2,
+            "currentReplicas": 2, "currentRevision": "web-b", "updateRevision": "web-b"}),
+        ));
         assert_eq!(
             (done.message.as_str(), done.done),
             (
