@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::lifecycle::Backoff;
+use crate::pod_dns::ClusterDns;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -33,6 +34,8 @@ pub struct AgentConfig {
     pub backoff: Backoff,
     /// Every pod is looked at again this often even when nothing was heard of it.
     pub resync: Duration,
+    /// The cluster DNS given to pods (`--cluster-dns`, `--cluster-domain`).
+    pub dns: ClusterDns,
 }
 
 impl AgentConfig {
@@ -52,6 +55,7 @@ impl AgentConfig {
             lease_duration: Duration::from_secs(40),
             backoff: Backoff::default(),
             resync: Duration::from_secs(10),
+            dns: ClusterDns::default(),
         }
     }
 

@@ -17,9 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::env::{self, ConfigSource, PodContext};
 use crate::lifecycle::{self, Action, Backoff, KillReason, ProbeView, StartError};
+use crate::pod_dns::{self, ClusterDns};
 use crate::probe::{self, ExecTarget, ProbeEvent, ProbeKind, ProbeState, ProbeTarget};
-use crate::runtime::{ContainerInfo, ContainerSpec, ExecOutput, Limits, Runtime, RuntimeError};
+use crate::runtime::{
+    ContainerInfo, ContainerSpec, ExecOutput, Limits, Runtime, RuntimeError, SandboxSpec,
+};
 use crate::volumes;
+
+/// How soon a pod whose sandbox could not be made is tried again.
+const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
 /// What every worker of an agent shares.
 #[derive(Clone)]
@@ -31,6 +37,8 @@ pub struct Shared {
     pub root: PathBuf,
     pub node_name: String,
     pub node_ip: IpAddr,
+    /// The cluster DNS pods are given (`--cluster-dns`, `--cluster-domain`).
+    pub dns: ClusterDns,
     pub backoff: Backoff,
     pub resync: Duration,
     /// Bumped whenever a ConfigMap or Secret changes: workers look again at once.
@@ -66,6 +74,12 @@ struct Worker {
     reported: Option<Value>,
     backoff_told: HashSet<(String, u32)>,
     killed: HashSet<String>,
+    /// The pod's own IP, once its sandbox has one (`None`: the node's, or not yet known).
+    pod_ip: Option<IpAddr>,
+    /// The last failure to make the sandbox (reported once per distinct message).
+    sandbox_error: Option<String>,
+    dns_warned: bool,
+    sandbox_stopped: bool,
 }
 
 /// Runs the worker of one pod until the pod is gone and cleaned up, or `cancel` fires (agent
@@ -94,6 +108,10 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
         reported: None,
         backoff_told: HashSet::new(),
         killed: HashSet::new(),
+        pod_ip: None,
+        sandbox_error: None,
+        dns_warned: false,
+        sandbox_stopped: false,
     };
     let mut config_changed = shared.config_changed.clone();
     let mut config_closed = false;
@@ -189,8 +207,56 @@ impl Worker {
     fn ctx(&self) -> PodContext {
         PodContext {
             node_name: self.shared.node_name.clone(),
-            pod_ip: self.shared.node_ip.to_string(),
+            pod_ip: self.pod_ip().to_string(),
             host_ip: self.shared.node_ip.to_string(),
+        }
+    }
+
+    /// The pod's IP: its sandbox's, else the node's.
+    fn pod_ip(&self) -> IpAddr {
+        self.pod_ip.unwrap_or(self.shared.node_ip)
+    }
+
+    /// Makes sure the pod's sandbox runs (docker: the infra container) and learns its IP. False
+    /// when it could not be made (a FailedCreatePodSandBox event says why; retried soon).
+    async fn ensure_sandbox(&mut self) -> bool {
+        let dns = pod_dns::pod_dns(&self.pod, &self.shared.dns, pod_dns::node_resolv_conf);
+        if let Some(w) = dns.warning
+            && !self.dns_warned
+            && self.shared.runtime.runs_images()
+        {
+            self.dns_warned = true;
+            self.event("Warning", "MissingClusterDNS", w);
+        }
+        let (hostname, domain) = pod_dns::pod_hostname(&self.pod, &self.shared.dns.domain);
+        let spec = SandboxSpec {
+            pod_uid: self.uid.clone(),
+            pod_namespace: str_at(&self.pod, "/metadata/namespace"),
+            pod_name: str_at(&self.pod, "/metadata/name"),
+            hostname,
+            domain,
+            host_network: self
+                .pod
+                .pointer("/spec/hostNetwork")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            dns: dns.config,
+        };
+        match self.shared.runtime.ensure_sandbox(&spec).await {
+            Ok(ip) => {
+                self.pod_ip = ip;
+                self.sandbox_error = None;
+                true
+            }
+            Err(e) => {
+                let message = format!("Failed to create pod sandbox: {e}");
+                if self.sandbox_error.as_ref() != Some(&message) {
+                    tracing::warn!(pod = %self.name(), error = %e, "creating the pod's sandbox");
+                    self.event("Warning", "FailedCreatePodSandBox", message.clone());
+                }
+                self.sandbox_error = Some(message);
+                false
+            }
         }
     }
 
@@ -222,9 +288,10 @@ impl Worker {
         if self.pod.pointer("/metadata/deletionTimestamp").is_some() {
             return self.terminate().await;
         }
-        let ctx = self.ctx();
         let phase = str_at(&self.pod, "/status/phase");
         let terminal = phase == "Succeeded" || phase == "Failed";
+        let sandbox_ok = terminal || self.ensure_sandbox().await;
+        let ctx = self.ctx();
         let mut volume_error = None;
         let mut prepared = volumes::PreparedVolumes::default();
         if !terminal {
@@ -251,6 +318,9 @@ impl Worker {
                     restart_count,
                     ..
                 } => {
+                    if !sandbox_ok {
+                        continue;
+                    }
                     acted = true;
                     if let Some(e) = &volume_error {
                         self.start_failed(&container, e.reason.clone(), e.message.clone());
@@ -298,14 +368,33 @@ impl Worker {
         let finished = plan.phase() == "Succeeded" || plan.phase() == "Failed";
         if finished {
             self.probers.clear();
+            if !self.sandbox_stopped && runs.iter().all(|r| !r.is_running()) {
+                match self.shared.runtime.stop_sandbox(&self.uid).await {
+                    Ok(()) => self.sandbox_stopped = true,
+                    Err(e) => {
+                        tracing::warn!(pod = %self.name(), error = %e, "stopping the sandbox of a finished pod");
+                    }
+                }
+            }
         }
         self.report(plan.status).await?;
-        Ok(Step::Wait(plan.wake_at))
+        let mut wake_at = plan.wake_at;
+        if !sandbox_ok {
+            let retry = SystemTime::now() + SANDBOX_RETRY;
+            wake_at = Some(wake_at.map_or(retry, |w| w.min(retry)));
+        }
+        Ok(Step::Wait(wake_at))
     }
 
     fn plan(&self, runs: &[ContainerInfo]) -> lifecycle::Plan {
         let probes = self.probe_views();
-        let ip = self.shared.node_ip.to_string();
+        let host_ip = self.shared.node_ip.to_string();
+        // Until the sandbox has an address, no pod IP is reported.
+        let pod_ip = if self.shared.runtime.runs_images() && self.pod_ip.is_none() {
+            String::new()
+        } else {
+            self.pod_ip().to_string()
+        };
         lifecycle::plan(
             &self.pod,
             &lifecycle::Observed {
@@ -314,8 +403,8 @@ impl Worker {
                 start_errors: &self.start_errors,
                 now: SystemTime::now(),
                 backoff: self.shared.backoff,
-                pod_ip: &ip,
-                host_ip: &ip,
+                pod_ip: &pod_ip,
+                host_ip: &host_ip,
                 start_time: self.start_time,
             },
         )
@@ -357,9 +446,11 @@ impl Worker {
             Ok(m) => m,
             Err(e) => return self.start_failed(name, e.reason, e.message),
         };
-        let argv = env::expand_argv(&c, &env);
+        let (command, args) = env::expand_command_and_args(&c, &env);
+        let argv: Vec<String> = command.iter().chain(args.iter()).cloned().collect();
         let image = str_at(&c, "/image");
-        if argv.is_empty() {
+        let pull_policy = str_at(&c, "/imagePullPolicy");
+        if argv.is_empty() && !self.shared.runtime.runs_images() {
             return self.start_failed(
                 name,
                 "RunContainerError".into(),
@@ -391,26 +482,38 @@ impl Worker {
             restart_count,
             image: image.clone(),
             argv,
+            command,
+            args,
+            image_pull_policy: pull_policy.clone(),
             env,
             working_dir,
             mounts,
             limits: limits_of(&c),
             hosts_file,
         };
-        if restart_count == 0 {
-            self.event(
-                "Normal",
-                "Pulled",
-                format!("Container image \"{image}\" already present on machine"),
-            );
-        }
         match self.shared.runtime.start(&spec).await {
             Ok(_) => {
                 self.start_errors.remove(name);
+                if restart_count == 0 {
+                    self.event(
+                        "Normal",
+                        "Pulled",
+                        format!("Container image \"{image}\" already present on machine"),
+                    );
+                }
                 self.event("Normal", "Created", format!("Created container: {name}"));
                 self.event("Normal", "Started", format!("Started container {name}"));
             }
-            Err(RuntimeError::Image(m)) => self.start_failed(name, "ErrImageNeverPull".into(), m),
+            Err(RuntimeError::Image(m)) => {
+                // Nothing is ever pulled: under `Never` the kubelet's ErrImageNeverPull, else
+                // the failed pull's ErrImagePull.
+                let reason = if pull_policy == "Never" {
+                    "ErrImageNeverPull"
+                } else {
+                    "ErrImagePull"
+                };
+                self.start_failed(name, reason.into(), m)
+            }
             Err(e) => self.start_failed(name, "RunContainerError".into(), e.to_string()),
         }
     }
@@ -497,7 +600,7 @@ impl Worker {
                 }
             }
             let target = ProbeTarget {
-                pod_ip: self.shared.node_ip,
+                pod_ip: self.pod_ip(),
                 ports,
                 exec: Arc::new(Exec {
                     runtime: self.shared.runtime.clone(),

@@ -41,7 +41,16 @@ pub async fn serve_grpc(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let objects = Objects::new(store);
+    serve_grpc_objects(listener, Objects::new(store), metrics, shutdown).await
+}
+
+/// [`serve_grpc`] over an `Objects` already configured (admission settings).
+pub async fn serve_grpc_objects(
+    listener: tokio::net::TcpListener,
+    objects: Objects,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     let api = service::ApiService {
         objects: objects.clone(),
         metrics,

@@ -27,6 +27,7 @@ const MAX_RETRIES: usize = 16;
 #[derive(Clone)]
 pub struct Objects {
     store: Store,
+    admission: corral_api::admission::AdmissionConfig,
 }
 
 /// Propagation of a delete to dependents (carried out by the garbage collector).
@@ -158,7 +159,16 @@ fn without_rv(v: &Value) -> Value {
 
 impl Objects {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            admission: Default::default(),
+        }
+    }
+
+    /// The same API with these pod admission settings.
+    pub fn with_admission(mut self, admission: corral_api::admission::AdmissionConfig) -> Self {
+        self.admission = admission;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -198,7 +208,7 @@ impl Objects {
         let kind = str_at(&obj, "/kind");
         let info = kind_of(&kind)?;
         defaults::apply_defaults(&mut obj);
-        corral_api::admission::admit_new_pod(&mut obj);
+        corral_api::admission::admit_new_pod_with(&mut obj, &self.admission);
         if info.kind == "Namespace" {
             add_namespace_finalizer(&mut obj);
         }

@@ -62,7 +62,8 @@ pub struct ServerArgs {
     pub leader: LeaderArgs,
 }
 
-/// The leader-run components' settings.
+/// The leader-run components' settings (and pod admission's default tolerations, which decide
+/// how soon those components evict pods from a lost node).
 #[derive(Args, Debug, Clone)]
 pub struct LeaderArgs {
     /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle,
@@ -77,6 +78,16 @@ pub struct LeaderArgs {
     /// How often the node lifecycle controller looks at every node.
     #[arg(long, env = "CORRAL_NODE_MONITOR_SECONDS", default_value_t = 5)]
     pub node_monitor_seconds: u64,
+    /// Pod admission: `tolerationSeconds` of the default toleration of
+    /// `node.kubernetes.io/not-ready:NoExecute` given to every pod without one (Kubernetes' API
+    /// server flag of the same name): how long a pod stays on a NotReady node before eviction.
+    #[arg(long, env = "CORRAL_DEFAULT_NOT_READY_TOLERATION_SECONDS", default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Pod admission: `tolerationSeconds` of the default toleration of
+    /// `node.kubernetes.io/unreachable:NoExecute`: how long a pod stays on a node that stopped
+    /// reporting before it is evicted (and its owner replaces it).
+    #[arg(long, env = "CORRAL_DEFAULT_UNREACHABLE_TOLERATION_SECONDS", default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl Default for LeaderArgs {
@@ -85,12 +96,35 @@ impl Default for LeaderArgs {
             disable_leader_components: Vec::new(),
             node_grace_seconds: 40,
             node_monitor_seconds: 5,
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 }
 
 impl LeaderArgs {
+    fn admission(&self) -> corral_api::admission::AdmissionConfig {
+        corral_api::admission::AdmissionConfig {
+            not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
+        }
+    }
+
     fn check(&self) -> anyhow::Result<()> {
+        for (flag, v) in [
+            (
+                "--default-not-ready-toleration-seconds",
+                self.default_not_ready_toleration_seconds,
+            ),
+            (
+                "--default-unreachable-toleration-seconds",
+                self.default_unreachable_toleration_seconds,
+            ),
+        ] {
+            if v < 0 {
+                bail!("{flag} {v}: must be 0 or more seconds");
+            }
+        }
         for c in &self.disable_leader_components {
             if !LEADER_COMPONENTS.contains(&c.as_str()) {
                 bail!(
@@ -362,9 +396,12 @@ pub async fn start(
     });
     let metrics = Metrics::new();
     {
-        let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
+        let objects = Objects::new(store.clone()).with_admission(leader.admission());
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
         tasks.spawn(async move {
-            if let Err(e) = corral_apiserver::serve_grpc(api_l, store, metrics, shutdown).await {
+            if let Err(e) =
+                corral_apiserver::serve_grpc_objects(api_l, objects, metrics, shutdown).await
+            {
                 tracing::error!(error = %e, "api gRPC server stopped");
             }
         });
