@@ -23,6 +23,10 @@ pub enum BenchCommand {
     /// Scheduling throughput: pods bound per second over simulated nodes, through the
     /// replicated API.
     Sched(crate::bench_sched::SchedBench),
+    /// Faults (leader kills, pauses, network cuts, agent restarts) against the running
+    /// docker-compose cluster while clients write; then every acknowledged write is checked and
+    /// the time to converge measured.
+    Chaos(crate::bench_chaos::ChaosBench),
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +53,7 @@ pub async fn run(b: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(s) => store(s).await,
         BenchCommand::Pods(p) => crate::bench_pods::run(p).await,
         BenchCommand::Sched(s) => crate::bench_sched::run(s).await,
+        BenchCommand::Chaos(c) => crate::bench_chaos::run(c).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod agent;
 mod bench;
+mod bench_chaos;
 mod bench_pods;
 mod bench_sched;
 mod server;
