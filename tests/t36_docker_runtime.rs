@@ -21,7 +21,7 @@ use corral_agent::runtime::{
     RuntimeError, SandboxSpec,
 };
 use corral_client::LogsOptions;
-use corral_tests::{TestCluster, bin, condition, eventually, yaml};
+use corral_tests::{TestCluster, bin, condition, eventually};
 use futures::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(60);
