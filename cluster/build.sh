@@ -7,6 +7,9 @@
 # Builds the binary first when needed (cargo, in CARGO_TARGET_DIR). Idempotent: an unchanged
 # input gives the same image. Prints each image it built with its id.
 #
+# Usage: cluster/build.sh [corral] [busybox] [pause]   (default: all three; the docker runtime's
+# tests build only busybox and pause, which need no corral binary)
+#
 # Environment:
 #   CARGO_TARGET_DIR  where cargo builds (default /var/cache/corral-target)
 #   CORRAL_BIN        use this corral binary as it is, without running cargo
@@ -26,19 +29,19 @@ export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 say() { printf 'cluster/build.sh: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+want_corral=0 want_busybox=0 want_pause=0
+[ $# -eq 0 ] && set -- corral busybox pause
+for image in "$@"; do
+  case "$image" in
+    corral) want_corral=1 ;;
+    busybox) want_busybox=1 ;;
+    pause) want_pause=1 ;;
+    *) die "unknown image $image (corral, busybox, pause)" ;;
+  esac
+done
+
 command -v docker >/dev/null || die "docker is not installed"
 docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info failed)"
-
-# --- the corral binary -------------------------------------------------------------------------
-if [ -n "${CORRAL_BIN:-}" ]; then
-  bin="$CORRAL_BIN"
-  [ -x "$bin" ] || die "CORRAL_BIN=$bin is not an executable file"
-else
-  say "cargo build -p corral --bin corral (target dir $CARGO_TARGET_DIR)"
-  (cd "$root" && cargo build -p corral --bin corral)
-  bin="$CARGO_TARGET_DIR/debug/corral"
-  [ -x "$bin" ] || die "cargo did not produce $bin"
-fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/corral-images.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -83,7 +86,20 @@ build_image() {
 # Deterministic mtimes so an unchanged input hits the build cache.
 normalise() { find "$1" -exec touch -h -d @0 {} +; }
 
+is_static() { local out; out="$(ldd "$1" 2>&1 || true)"; [[ "$out" == *"not a dynamic executable"* ]]; }
+
 # --- corral:local ------------------------------------------------------------------------------
+if [ "$want_corral" = 1 ]; then
+if [ -n "${CORRAL_BIN:-}" ]; then
+  bin="$CORRAL_BIN"
+  [ -x "$bin" ] || die "CORRAL_BIN=$bin is not an executable file"
+else
+  say "cargo build -p corral --bin corral (target dir $CARGO_TARGET_DIR)"
+  (cd "$root" && cargo build -p corral --bin corral)
+  bin="$CARGO_TARGET_DIR/debug/corral"
+  [ -x "$bin" ] || die "cargo did not produce $bin"
+fi
+
 fs="$work/corral"
 base_fs "$fs"
 mkdir -p "$fs/usr/local/bin" "$fs/var/lib/corral"
@@ -99,11 +115,14 @@ if ldd "$bin" | grep -q 'not found'; then
 fi
 normalise "$fs"
 build_image corral:local "$here/corral.Dockerfile" "$fs"
+fi
 
 # --- corral-busybox:local ----------------------------------------------------------------------
+if [ "$want_busybox" = 1 ] || [ "$want_pause" = 1 ]; then
 [ -x "$BUSYBOX" ] || die "$BUSYBOX is missing: apt-get install busybox-static (scripts/setup.sh does)"
-is_static() { local out; out="$(ldd "$1" 2>&1 || true)"; [[ "$out" == *"not a dynamic executable"* ]]; }
 is_static "$BUSYBOX" || die "$BUSYBOX is not statically linked: install busybox-static"
+fi
+if [ "$want_busybox" = 1 ]; then
 fs="$work/busybox"
 base_fs "$fs"
 mkdir -p "$fs/bin" "$fs/sbin" "$fs/usr/bin" "$fs/usr/sbin" "$fs/var/www" "$fs/home"
@@ -117,8 +136,10 @@ done
 [ -e "$fs/bin/sh" ] || die "busybox gave no sh applet"
 normalise "$fs"
 build_image corral-busybox:local "$here/busybox.Dockerfile" "$fs"
+fi
 
 # --- corral-pause:local ------------------------------------------------------------------------
+if [ "$want_pause" = 1 ]; then
 fs="$work/pause"
 mkdir -p "$fs/bin"
 cp --preserve=mode "$BUSYBOX" "$fs/bin/busybox"
@@ -132,3 +153,4 @@ else
 fi
 normalise "$fs"
 build_image corral-pause:local "$pause_df" "$fs"
+fi

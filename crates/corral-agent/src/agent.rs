@@ -242,6 +242,7 @@ pub async fn run(
         node_name: cfg.name.clone(),
         node_ip: ip,
         pod_ips: Arc::new(PodIps::new(ip, cfg.pod_ip_range)),
+        dns: cfg.dns.clone(),
         backoff: cfg.backoff,
         resync: cfg.resync,
         config_changed: config_rx,
@@ -346,16 +347,25 @@ impl Workers {
     async fn sweep_orphans(&mut self, pods: &Informer) {
         let known: std::collections::HashSet<String> =
             pods.list().iter().map(|p| uid_of(p)).collect();
-        let runs = match self.shared.runtime.list().await {
-            Ok(r) => r,
-            Err(e) => {
+        let (runs, uids) = match (
+            self.shared.runtime.list().await,
+            self.shared.runtime.pod_uids().await,
+        ) {
+            (Ok(r), Ok(u)) => (r, u),
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "listing containers for the orphan sweep");
                 return;
             }
         };
-        let mut orphans: HashMap<String, Vec<crate::runtime::ContainerInfo>> = HashMap::new();
+        let orphan = |uid: &String| !known.contains(uid) && !self.running.contains_key(uid);
+        // Every pod with anything on the node (a sandbox alone counts), with its runs.
+        let mut orphans: HashMap<String, Vec<crate::runtime::ContainerInfo>> = uids
+            .into_iter()
+            .filter(|u| orphan(u))
+            .map(|u| (u, Vec::new()))
+            .collect();
         for r in runs {
-            if !known.contains(&r.pod_uid) && !self.running.contains_key(&r.pod_uid) {
+            if orphan(&r.pod_uid) {
                 orphans.entry(r.pod_uid.clone()).or_default().push(r);
             }
         }

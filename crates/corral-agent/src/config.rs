@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::lifecycle::Backoff;
 use crate::podip::LoopbackRange;
+use crate::pod_dns::ClusterDns;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -40,6 +41,8 @@ pub struct AgentConfig {
     /// Where the local-path provisioner makes this node's volumes (`None`:
     /// `<data_dir>/local-path`); published on the Node as `corral.io/local-path-root`.
     pub local_path_root: Option<PathBuf>,
+    /// The cluster DNS given to pods (`--cluster-dns`, `--cluster-domain`).
+    pub dns: ClusterDns,
 }
 
 impl AgentConfig {
@@ -61,6 +64,7 @@ impl AgentConfig {
             backoff: Backoff::default(),
             resync: Duration::from_secs(10),
             local_path_root: None,
+            dns: ClusterDns::default(),
         }
     }
 

@@ -228,6 +228,17 @@ pub async fn container_env(
 /// (unknown references stay as written, `$$` is a literal `$`). Empty when the container sets
 /// neither (the image's entrypoint would apply; the worker decides what that means).
 pub fn expand_argv(container: &Value, env: &[(String, String)]) -> Vec<String> {
+    let (mut argv, args) = expand_command_and_args(container, env);
+    argv.extend(args);
+    argv
+}
+
+/// `command` and `args` each with `$(VAR)` expanded, apart (a runtime that runs images keeps the
+/// image's ENTRYPOINT when `command` is empty, and its CMD when both are).
+pub fn expand_command_and_args(
+    container: &Value,
+    env: &[(String, String)],
+) -> (Vec<String>, Vec<String>) {
     let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let strings = |field: &str| -> Vec<String> {
         container
@@ -245,9 +256,7 @@ pub fn expand_argv(container: &Value, env: &[(String, String)]) -> Vec<String> {
             })
             .unwrap_or_default()
     };
-    let mut argv = strings("command");
-    argv.extend(strings("args"));
-    argv
+    (strings("command"), strings("args"))
 }
 
 /// Kubernetes' `$(VAR)` expansion (`third_party/forked/golang/expansion`): `$(NAME)` becomes

@@ -5,8 +5,10 @@
 //! - `agent`: the top level (registration, pod watch, one worker per pod, orphan sweep);
 //!   `node`: the Node object and heartbeat; `config`: flags.
 //! - `worker`: one pod's reconciliation; `lifecycle`: its decisions as a pure function.
-//! - `runtime`: the runtime interface and the `process` runtime (with `shim`, the per-container
-//!   supervisor process, and `cgroup`, cgroup v2 limits).
+//! - `runtime`: the runtime interface, the `process` runtime (with `shim`, the per-container
+//!   supervisor process, and `cgroup`, cgroup v2 limits) and the `docker` runtime (Docker Engine
+//!   API: infra container per pod, labels, engine logs and exec).
+//! - `pod_dns`: a pod's resolv.conf and host name as the kubelet works them out.
 //! - `volumes`: volume directories of a pod (emptyDir, hostPath, configMap, secret, downwardAPI,
 //!   projected service-account token) and the mounts of each container.
 //! - `env`: a container's environment (`env`, `valueFrom`, `envFrom`) and `$(VAR)` expansion.
@@ -21,6 +23,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod node;
 pub mod podip;
+pub mod pod_dns;
 pub mod probe;
 pub mod runtime;
 pub mod shim;

@@ -604,12 +604,15 @@ pub fn plan(pod: &Value, obs: &Observed<'_>) -> Plan {
         "conditions": conditions,
         "hostIP": obs.host_ip,
         "hostIPs": [{"ip": obs.host_ip}],
-        "podIP": obs.pod_ip,
-        "podIPs": [{"ip": obs.pod_ip}],
         "startTime": rfc3339(obs.start_time),
         "containerStatuses": app_statuses,
         "qosClass": qos_class(pod),
     });
+    // No pod IP until the pod's sandbox has one.
+    if !obs.pod_ip.is_empty() {
+        status["podIP"] = json!(obs.pod_ip);
+        status["podIPs"] = json!([{"ip": obs.pod_ip}]);
+    }
     if !init_statuses.is_empty() {
         status["initContainerStatuses"] = json!(init_statuses);
     }

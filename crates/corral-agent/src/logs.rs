@@ -1,6 +1,7 @@
 //! The agent's `Agent.Logs` gRPC service: a container's log, read from the files the runtime keeps
 //! on the node (`<root>/pods/<pod-uid>/logs/<container>/<restart-count>.log`, one per run; see
-//! [`crate::runtime`]).
+//! [`crate::runtime`]), or streamed from the runtime itself when it keeps the logs (docker: the
+//! engine's, [`Runtime::logs`]).
 //!
 //! - The current run is the highest-numbered file; `previous` is the one before it.
 //! - `tail_lines` starts at the last N lines (a final newline does not start another line).
@@ -26,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use crate::runtime::{Runtime, pod_dir};
+use crate::runtime::{LogBytes, LogQuery, Runtime, RuntimeError, pod_dir};
 
 /// Largest chunk of log sent in one message.
 pub const MAX_CHUNK: usize = 64 * 1024;
@@ -69,6 +70,24 @@ impl LogService {
     /// Checks the request, finds the run's file and opens it at the requested place; then streams
     /// it from a task of its own.
     async fn open(&self, req: LogsRequest) -> Result<LogStream, Status> {
+        check_request(&req)?;
+        let query = LogQuery {
+            pod_uid: req.pod_uid.clone(),
+            pod: req.pod.clone(),
+            container: req.container.clone(),
+            previous: req.previous,
+            follow: req.follow,
+            tail_lines: req.tail_lines.and_then(|n| u64::try_from(n).ok()),
+        };
+        if let Some(from_runtime) = self.runtime.logs(&query).await {
+            let bytes = from_runtime.map_err(|e| match e {
+                RuntimeError::NotFound(m) => Status::not_found(m),
+                other => Status::internal(other.to_string()),
+            })?;
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(pump_runtime(bytes, tx));
+            return Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)));
+        }
         let run = self.locate(&req).await?;
         let path = run.dir.join(format!("{}.log", run.number));
         let mut file = File::open(&path).await.map_err(|e| {
@@ -105,14 +124,7 @@ impl LogService {
 
     /// The directory of the container's logs and the number of the run the request asks for.
     async fn locate(&self, req: &LogsRequest) -> Result<Run, Status> {
-        check_component("pod_uid", &req.pod_uid)?;
-        check_component("container", &req.container)?;
-        if req.tail_lines.is_some_and(|n| n < 0) {
-            return Err(Status::invalid_argument(format!(
-                "tailLines must be greater than or equal to 0, not {}",
-                req.tail_lines.unwrap_or_default()
-            )));
-        }
+        check_request(req)?;
         let dir = pod_dir(&self.root, &req.pod_uid)
             .join("logs")
             .join(&req.container);
@@ -155,6 +167,48 @@ impl Agent for LogService {
 struct Run {
     dir: PathBuf,
     number: u32,
+}
+
+/// The pod uid and container name are names; `tail_lines` is not negative.
+fn check_request(req: &LogsRequest) -> Result<(), Status> {
+    check_component("pod_uid", &req.pod_uid)?;
+    check_component("container", &req.container)?;
+    if req.tail_lines.is_some_and(|n| n < 0) {
+        return Err(Status::invalid_argument(format!(
+            "tailLines must be greater than or equal to 0, not {}",
+            req.tail_lines.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Forwards a runtime's log stream in chunks of at most [`MAX_CHUNK`], until it ends or the
+/// receiver goes away.
+async fn pump_runtime(mut bytes: LogBytes, tx: mpsc::Sender<Result<LogChunk, Status>>) {
+    use futures::StreamExt;
+    loop {
+        let next = tokio::select! {
+            n = bytes.next() => n,
+            _ = tx.closed() => return,
+        };
+        match next {
+            None => return,
+            Some(Ok(data)) => {
+                for piece in data.chunks(MAX_CHUNK) {
+                    let chunk = LogChunk {
+                        data: piece.to_vec(),
+                    };
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                return;
+            }
+        }
+    }
 }
 
 /// A name that becomes one path component: not empty, no separators, not `.` or `..`.

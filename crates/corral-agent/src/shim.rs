@@ -755,6 +755,9 @@ mod tests {
             restart_count: 0,
             image: "busybox".into(),
             argv: vec!["sh".into()],
+            command: vec![],
+            args: vec![],
+            image_pull_policy: String::new(),
             env: vec![("A".into(), "1".into())],
             working_dir: None,
             mounts: vec![Mount {

@@ -18,9 +18,15 @@ use tokio_util::sync::CancellationToken;
 use crate::env::{self, ConfigSource, PodContext};
 use crate::lifecycle::{self, Action, Backoff, KillReason, ProbeView, StartError};
 use crate::podip::PodIps;
+use crate::pod_dns::{self, ClusterDns};
 use crate::probe::{self, ExecTarget, ProbeEvent, ProbeKind, ProbeState, ProbeTarget};
-use crate::runtime::{ContainerInfo, ContainerSpec, ExecOutput, Limits, Runtime, RuntimeError};
+use crate::runtime::{
+    ContainerInfo, ContainerSpec, ExecOutput, Limits, Runtime, RuntimeError, SandboxSpec,
+};
 use crate::volumes;
+
+/// How soon a pod whose sandbox could not be made is tried again.
+const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
 /// What every worker of an agent shares.
 #[derive(Clone)]
@@ -34,6 +40,8 @@ pub struct Shared {
     pub node_ip: IpAddr,
     /// Each pod's address (the node's, unless the agent has a pod IP range).
     pub pod_ips: Arc<PodIps>,
+    /// The cluster DNS pods are given (`--cluster-dns`, `--cluster-domain`).
+    pub dns: ClusterDns,
     pub backoff: Backoff,
     pub resync: Duration,
     /// Bumped whenever a ConfigMap or Secret changes: workers look again at once.
@@ -61,7 +69,9 @@ struct Worker {
     shared: Shared,
     uid: String,
     pod: Arc<Value>,
-    pod_ip: IpAddr,
+    /// The address the agent gave the pod (the node's, or one of `--pod-ip-range`): its IP
+    /// unless the runtime's sandbox has one of its own.
+    local_ip: IpAddr,
     start_time: SystemTime,
     start_errors: HashMap<String, StartError>,
     probers: HashMap<String, Probers>,
@@ -70,6 +80,12 @@ struct Worker {
     reported: Option<Value>,
     backoff_told: HashSet<(String, u32)>,
     killed: HashSet<String>,
+    /// The pod's own IP, once its sandbox has one (`None`: the node's, or not yet known).
+    pod_ip: Option<IpAddr>,
+    /// The last failure to make the sandbox (reported once per distinct message).
+    sandbox_error: Option<String>,
+    dns_warned: bool,
+    sandbox_stopped: bool,
 }
 
 /// Runs the worker of one pod until the pod is gone and cleaned up, or `cancel` fires (agent
@@ -90,12 +106,12 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
         .pointer("/status/podIP")
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<IpAddr>().ok());
-    let pod_ip = shared.pod_ips.assign(&uid, previous_ip);
+    let local_ip = shared.pod_ips.assign(&uid, previous_ip);
     let mut w = Worker {
         shared: shared.clone(),
         uid,
         pod,
-        pod_ip,
+        local_ip,
         start_time,
         start_errors: HashMap::new(),
         probers: HashMap::new(),
@@ -104,6 +120,10 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
         reported: None,
         backoff_told: HashSet::new(),
         killed: HashSet::new(),
+        pod_ip: None,
+        sandbox_error: None,
+        dns_warned: false,
+        sandbox_stopped: false,
     };
     let mut config_changed = shared.config_changed.clone();
     let mut config_closed = false;
@@ -199,8 +219,56 @@ impl Worker {
     fn ctx(&self) -> PodContext {
         PodContext {
             node_name: self.shared.node_name.clone(),
-            pod_ip: self.pod_ip.to_string(),
+            pod_ip: self.pod_ip().to_string(),
             host_ip: self.shared.node_ip.to_string(),
+        }
+    }
+
+    /// The pod's IP: its sandbox's, else the node's.
+    fn pod_ip(&self) -> IpAddr {
+        self.pod_ip.unwrap_or(self.local_ip)
+    }
+
+    /// Makes sure the pod's sandbox runs (docker: the infra container) and learns its IP. False
+    /// when it could not be made (a FailedCreatePodSandBox event says why; retried soon).
+    async fn ensure_sandbox(&mut self) -> bool {
+        let dns = pod_dns::pod_dns(&self.pod, &self.shared.dns, pod_dns::node_resolv_conf);
+        if let Some(w) = dns.warning
+            && !self.dns_warned
+            && self.shared.runtime.runs_images()
+        {
+            self.dns_warned = true;
+            self.event("Warning", "MissingClusterDNS", w);
+        }
+        let (hostname, domain) = pod_dns::pod_hostname(&self.pod, &self.shared.dns.domain);
+        let spec = SandboxSpec {
+            pod_uid: self.uid.clone(),
+            pod_namespace: str_at(&self.pod, "/metadata/namespace"),
+            pod_name: str_at(&self.pod, "/metadata/name"),
+            hostname,
+            domain,
+            host_network: self
+                .pod
+                .pointer("/spec/hostNetwork")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            dns: dns.config,
+        };
+        match self.shared.runtime.ensure_sandbox(&spec).await {
+            Ok(ip) => {
+                self.pod_ip = ip;
+                self.sandbox_error = None;
+                true
+            }
+            Err(e) => {
+                let message = format!("Failed to create pod sandbox: {e}");
+                if self.sandbox_error.as_ref() != Some(&message) {
+                    tracing::warn!(pod = %self.name(), error = %e, "creating the pod's sandbox");
+                    self.event("Warning", "FailedCreatePodSandBox", message.clone());
+                }
+                self.sandbox_error = Some(message);
+                false
+            }
         }
     }
 
@@ -232,9 +300,10 @@ impl Worker {
         if self.pod.pointer("/metadata/deletionTimestamp").is_some() {
             return self.terminate().await;
         }
-        let ctx = self.ctx();
         let phase = str_at(&self.pod, "/status/phase");
         let terminal = phase == "Succeeded" || phase == "Failed";
+        let sandbox_ok = terminal || self.ensure_sandbox().await;
+        let ctx = self.ctx();
         let mut volume_error = None;
         let mut prepared = volumes::PreparedVolumes::default();
         if !terminal {
@@ -261,6 +330,9 @@ impl Worker {
                     restart_count,
                     ..
                 } => {
+                    if !sandbox_ok {
+                        continue;
+                    }
                     acted = true;
                     if let Some(e) = &volume_error {
                         self.start_failed(&container, e.reason.clone(), e.message.clone());
@@ -308,15 +380,33 @@ impl Worker {
         let finished = plan.phase() == "Succeeded" || plan.phase() == "Failed";
         if finished {
             self.probers.clear();
+            if !self.sandbox_stopped && runs.iter().all(|r| !r.is_running()) {
+                match self.shared.runtime.stop_sandbox(&self.uid).await {
+                    Ok(()) => self.sandbox_stopped = true,
+                    Err(e) => {
+                        tracing::warn!(pod = %self.name(), error = %e, "stopping the sandbox of a finished pod");
+                    }
+                }
+            }
         }
         self.report(plan.status).await?;
-        Ok(Step::Wait(plan.wake_at))
+        let mut wake_at = plan.wake_at;
+        if !sandbox_ok {
+            let retry = SystemTime::now() + SANDBOX_RETRY;
+            wake_at = Some(wake_at.map_or(retry, |w| w.min(retry)));
+        }
+        Ok(Step::Wait(wake_at))
     }
 
     fn plan(&self, runs: &[ContainerInfo]) -> lifecycle::Plan {
         let probes = self.probe_views();
-        let ip = self.pod_ip.to_string();
         let host_ip = self.shared.node_ip.to_string();
+        // Until the sandbox has an address, no pod IP is reported.
+        let pod_ip = if self.shared.runtime.runs_images() && self.pod_ip.is_none() {
+            String::new()
+        } else {
+            self.pod_ip().to_string()
+        };
         lifecycle::plan(
             &self.pod,
             &lifecycle::Observed {
@@ -325,7 +415,7 @@ impl Worker {
                 start_errors: &self.start_errors,
                 now: SystemTime::now(),
                 backoff: self.shared.backoff,
-                pod_ip: &ip,
+                pod_ip: &pod_ip,
                 host_ip: &host_ip,
                 start_time: self.start_time,
             },
@@ -368,9 +458,11 @@ impl Worker {
             Ok(m) => m,
             Err(e) => return self.start_failed(name, e.reason, e.message),
         };
-        let argv = env::expand_argv(&c, &env);
+        let (command, args) = env::expand_command_and_args(&c, &env);
+        let argv: Vec<String> = command.iter().chain(args.iter()).cloned().collect();
         let image = str_at(&c, "/image");
-        if argv.is_empty() {
+        let pull_policy = str_at(&c, "/imagePullPolicy");
+        if argv.is_empty() && !self.shared.runtime.runs_images() {
             return self.start_failed(
                 name,
                 "RunContainerError".into(),
@@ -402,26 +494,38 @@ impl Worker {
             restart_count,
             image: image.clone(),
             argv,
+            command,
+            args,
+            image_pull_policy: pull_policy.clone(),
             env,
             working_dir,
             mounts,
             limits: limits_of(&c),
             hosts_file,
         };
-        if restart_count == 0 {
-            self.event(
-                "Normal",
-                "Pulled",
-                format!("Container image \"{image}\" already present on machine"),
-            );
-        }
         match self.shared.runtime.start(&spec).await {
             Ok(_) => {
                 self.start_errors.remove(name);
+                if restart_count == 0 {
+                    self.event(
+                        "Normal",
+                        "Pulled",
+                        format!("Container image \"{image}\" already present on machine"),
+                    );
+                }
                 self.event("Normal", "Created", format!("Created container: {name}"));
                 self.event("Normal", "Started", format!("Started container {name}"));
             }
-            Err(RuntimeError::Image(m)) => self.start_failed(name, "ErrImageNeverPull".into(), m),
+            Err(RuntimeError::Image(m)) => {
+                // Nothing is ever pulled: under `Never` the kubelet's ErrImageNeverPull, else
+                // the failed pull's ErrImagePull.
+                let reason = if pull_policy == "Never" {
+                    "ErrImageNeverPull"
+                } else {
+                    "ErrImagePull"
+                };
+                self.start_failed(name, reason.into(), m)
+            }
             Err(e) => self.start_failed(name, "RunContainerError".into(), e.to_string()),
         }
     }
@@ -508,7 +612,7 @@ impl Worker {
                 }
             }
             let target = ProbeTarget {
-                pod_ip: self.pod_ip,
+                pod_ip: self.pod_ip(),
                 ports,
                 exec: Arc::new(Exec {
                     runtime: self.shared.runtime.clone(),

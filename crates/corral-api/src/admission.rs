@@ -1,8 +1,10 @@
 //! What Kubernetes' admission plugins add to a pod when it is created (never on update):
 //!
 //! - `DefaultTolerationSeconds`: tolerations of `node.kubernetes.io/not-ready:NoExecute` and
-//!   `node.kubernetes.io/unreachable:NoExecute` for 300 seconds, unless the pod has its own; so a
-//!   pod on a node that stops reporting is evicted after five minutes, and its owner replaces it.
+//!   `node.kubernetes.io/unreachable:NoExecute` for 300 seconds (the API server's
+//!   `--default-not-ready-toleration-seconds` / `--default-unreachable-toleration-seconds`, see
+//!   [`AdmissionConfig`]), unless the pod has its own; so a pod on a node that stops reporting is
+//!   evicted after five minutes, and its owner replaces it.
 //! - The pod strategy's create preparation: the status a client sent is dropped and the pod
 //!   starts as `phase: Pending`.
 //! - `ServiceAccount`: `serviceAccountName: default`, and, unless `automountServiceAccountToken`
@@ -35,8 +37,32 @@ const NO_EXECUTE_TAINTS: [&str; 2] = [
     "node.kubernetes.io/unreachable",
 ];
 
-/// Applies the create-time admission of a Pod (anything else is left alone).
+/// Settings of pod admission (the API server's flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// `tolerationSeconds` of the default `node.kubernetes.io/not-ready:NoExecute` toleration.
+    pub not_ready_toleration_seconds: i64,
+    /// `tolerationSeconds` of the default `node.kubernetes.io/unreachable:NoExecute` toleration.
+    pub unreachable_toleration_seconds: i64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            not_ready_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
+            unreachable_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
+        }
+    }
+}
+
+/// Applies the create-time admission of a Pod (anything else is left alone), with the default
+/// settings.
 pub fn admit_new_pod(obj: &mut Value) {
+    admit_new_pod_with(obj, &AdmissionConfig::default());
+}
+
+/// Applies the create-time admission of a Pod with `config`.
+pub fn admit_new_pod_with(obj: &mut Value, config: &AdmissionConfig) {
     if obj.get("kind").and_then(Value::as_str) != Some("Pod") {
         return;
     }
@@ -46,7 +72,7 @@ pub fn admit_new_pod(obj: &mut Value) {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    default_tolerations(spec);
+    default_tolerations(spec, config);
     service_account(spec);
 }
 
@@ -96,14 +122,18 @@ pub fn set_default_storage_class(claim: &mut Value, default_class: Option<&str>)
     spec.insert("storageClassName".into(), json!(class));
 }
 
-fn default_tolerations(spec: &mut Map<String, Value>) {
+fn default_tolerations(spec: &mut Map<String, Value>, config: &AdmissionConfig) {
     let tolerations = spec
         .entry("tolerations")
         .or_insert_with(|| Value::Array(Vec::new()));
     let Some(list) = tolerations.as_array_mut() else {
         return;
     };
-    for key in NO_EXECUTE_TAINTS {
+    let seconds = [
+        config.not_ready_toleration_seconds,
+        config.unreachable_toleration_seconds,
+    ];
+    for (key, seconds) in NO_EXECUTE_TAINTS.into_iter().zip(seconds) {
         let covered = list.iter().any(|t| {
             let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
             let tkey = t.get("key").and_then(Value::as_str).unwrap_or("");
@@ -116,7 +146,7 @@ fn default_tolerations(spec: &mut Map<String, Value>) {
                 "key": key,
                 "operator": "Exists",
                 "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+                "tolerationSeconds": seconds,
             }));
         }
     }
@@ -221,6 +251,23 @@ mod tests {
         assert_eq!(t[1]["key"], "node.kubernetes.io/unreachable");
         assert_eq!(t[1]["tolerationSeconds"], 300);
         assert_eq!(t[1]["effect"], "NoExecute");
+    }
+
+    #[test]
+    fn the_default_toleration_seconds_come_from_the_configuration() {
+        let mut p = pod(json!({"containers": []}));
+        admit_new_pod_with(
+            &mut p,
+            &AdmissionConfig {
+                not_ready_toleration_seconds: 30,
+                unreachable_toleration_seconds: 5,
+            },
+        );
+        let t = p["spec"]["tolerations"].as_array().expect("tolerations");
+        assert_eq!(t[0]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(t[0]["tolerationSeconds"], 30);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/unreachable");
+        assert_eq!(t[1]["tolerationSeconds"], 5);
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub struct Objects {
     store: Store,
     /// Where Service ClusterIPs come from (`--service-cluster-ip-range`).
     service_ip_range: ServiceIpRange,
+    admission: corral_api::admission::AdmissionConfig,
 }
 
 /// Propagation of a delete to dependents (carried out by the garbage collector).
@@ -167,6 +168,7 @@ impl Objects {
         Self {
             store,
             service_ip_range: ServiceIpRange::default(),
+            admission: Default::default(),
         }
     }
 
@@ -179,6 +181,12 @@ impl Objects {
     /// The range Service ClusterIPs come from.
     pub fn service_ip_range(&self) -> ServiceIpRange {
         self.service_ip_range
+    }
+
+    /// The same API with these pod admission settings.
+    pub fn with_admission(mut self, admission: corral_api::admission::AdmissionConfig) -> Self {
+        self.admission = admission;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -218,7 +226,7 @@ impl Objects {
         let kind = str_at(&obj, "/kind");
         let info = kind_of(&kind)?;
         defaults::apply_defaults(&mut obj);
-        corral_api::admission::admit_new_pod(&mut obj);
+        corral_api::admission::admit_new_pod_with(&mut obj, &self.admission);
         corral_api::admission::admit_new_storage_object(&mut obj);
         if info.kind == "PersistentVolumeClaim" && storage::claim_class_unset(&obj) {
             let default = self.default_storage_class()?;

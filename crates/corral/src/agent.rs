@@ -10,7 +10,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use corral_agent::AgentConfig;
 use corral_agent::lifecycle::Backoff;
+use corral_agent::pod_dns::ClusterDns;
 use corral_agent::runtime::Runtime;
+use corral_agent::runtime::docker::{DEFAULT_PAUSE_IMAGE, DockerOptions, DockerRuntime};
 use corral_agent::runtime::process::{ProcessRuntime, ShimCommand};
 use tokio_util::sync::CancellationToken;
 
@@ -146,8 +148,41 @@ pub struct AgentArgs {
     /// reaches the first server.
     #[arg(long, env = "CORRAL_NODE_IP")]
     pub node_ip: Option<IpAddr>,
+    /// Docker runtime: the Docker network pods join (their IP is their address there); default:
+    /// the engine's default bridge.
+    #[arg(long, env = "CORRAL_DOCKER_NETWORK")]
+    pub docker_network: Option<String>,
+    /// Docker runtime: the image of each pod's infra container, which holds its namespaces.
+    #[arg(long, env = "CORRAL_POD_INFRA_IMAGE", default_value = DEFAULT_PAUSE_IMAGE)]
+    pub pod_infra_container_image: String,
+    #[command(flatten)]
+    pub dns: ClusterDnsArgs,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// The cluster DNS pods are given (the kubelet's flags).
+#[derive(Args, Debug, Clone)]
+pub struct ClusterDnsArgs {
+    /// DNS server IPs pods with `dnsPolicy: ClusterFirst` resolve through (comma-separated);
+    /// without it such pods use the node's resolver.
+    #[arg(long, env = "CORRAL_CLUSTER_DNS", value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain: pods search `<ns>.svc.<domain> svc.<domain> <domain>`.
+    #[arg(long, env = "CORRAL_CLUSTER_DOMAIN", default_value = corral_agent::pod_dns::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+}
+
+impl ClusterDnsArgs {
+    pub fn config(&self) -> anyhow::Result<ClusterDns> {
+        let domain = self.cluster_domain.trim_end_matches('.');
+        corral_api::validation::check_dns1123_subdomain(domain)
+            .map_err(|why| anyhow::anyhow!("--cluster-domain {domain:?}: {why}"))?;
+        Ok(ClusterDns {
+            servers: self.cluster_dns.clone(),
+            domain: domain.to_string(),
+        })
+    }
 }
 
 /// The process runtime for an agent's configuration.
@@ -162,12 +197,47 @@ pub fn process_runtime(cfg: &AgentConfig) -> anyhow::Result<Arc<dyn Runtime>> {
     Ok(Arc::new(ProcessRuntime::new(cfg.data_dir.clone(), shim)?))
 }
 
+/// The docker runtime for an agent's configuration: the local engine (`DOCKER_HOST` or its
+/// socket), pods on `network`.
+pub async fn docker_runtime(
+    cfg: &AgentConfig,
+    network: Option<String>,
+    pause_image: String,
+) -> anyhow::Result<Arc<dyn Runtime>> {
+    // Bind-mount sources must be absolute paths the engine finds on its host.
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
+        format!(
+            "creating the agent's data directory {}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let root = std::fs::canonicalize(&cfg.data_dir)
+        .with_context(|| format!("resolving {}", cfg.data_dir.display()))?;
+    let opts = DockerOptions {
+        network,
+        pause_image,
+        ..DockerOptions::new(cfg.name.clone(), root)
+    };
+    Ok(Arc::new(DockerRuntime::connect(opts).await?))
+}
+
 pub async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
     let mut cfg = a.node.config(a.data_dir.clone(), a.node_ip)?;
     cfg.listen = a.listen;
+    cfg.dns = a.dns.config()?;
     let runtime = match a.runtime.as_str() {
         "process" => process_runtime(&cfg)?,
-        "docker" => bail!("--runtime docker is not available yet; use --runtime process"),
+        "docker" => {
+            let rt = docker_runtime(
+                &cfg,
+                a.docker_network.clone(),
+                a.pod_infra_container_image.clone(),
+            )
+            .await?;
+            // Volumes are mounted by the engine from the canonical path.
+            cfg.data_dir = std::fs::canonicalize(&cfg.data_dir)?;
+            rt
+        }
         other => bail!("--runtime {other:?} is not one of process, docker"),
     };
     let client = corral_client::Client::connect(&a.server)?;

@@ -25,6 +25,10 @@ pub enum BenchCommand {
     Sched(crate::bench_sched::SchedBench),
     /// Cluster DNS throughput with dnsperf against one server, per core used, against CoreDNS.
     Dns(crate::bench_dns::DnsBench),
+    /// Faults (leader kills, pauses, network cuts, agent restarts) against the running
+    /// docker-compose cluster while clients write; then every acknowledged write is checked and
+    /// the time to converge measured.
+    Chaos(crate::bench_chaos::ChaosBench),
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +56,7 @@ pub async fn run(b: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pods(p) => crate::bench_pods::run(p).await,
         BenchCommand::Sched(s) => crate::bench_sched::run(s).await,
         BenchCommand::Dns(d) => crate::bench_dns::run(d).await,
+        BenchCommand::Chaos(c) => crate::bench_chaos::run(c).await,
     }
 }
 

@@ -4,6 +4,7 @@
 mod agent;
 mod bench;
 mod bench_dns;
+mod bench_chaos;
 mod bench_pods;
 mod bench_sched;
 mod dns;

@@ -69,7 +69,8 @@ pub struct ServerArgs {
 }
 
 /// The leader-run components' settings (and the API's, which `corral server` and `corral up`
-/// share with them).
+/// share with them: the Service ClusterIP range, pod admission's default tolerations, which
+/// decide how soon those components evict pods from a lost node).
 #[derive(Args, Debug, Clone)]
 pub struct LeaderArgs {
     /// Leader-run components not to run here (comma-separated: scheduler, node-lifecycle,
@@ -88,6 +89,16 @@ pub struct LeaderArgs {
     /// `kubernetes` Service's). Every server of a cluster must be given the same range.
     #[arg(long, env = "CORRAL_SERVICE_CLUSTER_IP_RANGE", default_value_t = ServiceIpRange::default())]
     pub service_cluster_ip_range: ServiceIpRange,
+    /// Pod admission: `tolerationSeconds` of the default toleration of
+    /// `node.kubernetes.io/not-ready:NoExecute` given to every pod without one (Kubernetes' API
+    /// server flag of the same name): how long a pod stays on a NotReady node before eviction.
+    #[arg(long, env = "CORRAL_DEFAULT_NOT_READY_TOLERATION_SECONDS", default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Pod admission: `tolerationSeconds` of the default toleration of
+    /// `node.kubernetes.io/unreachable:NoExecute`: how long a pod stays on a node that stopped
+    /// reporting before it is evicted (and its owner replaces it).
+    #[arg(long, env = "CORRAL_DEFAULT_UNREACHABLE_TOLERATION_SECONDS", default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl Default for LeaderArgs {
@@ -97,12 +108,35 @@ impl Default for LeaderArgs {
             node_grace_seconds: 40,
             node_monitor_seconds: 5,
             service_cluster_ip_range: ServiceIpRange::default(),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 }
 
 impl LeaderArgs {
+    fn admission(&self) -> corral_api::admission::AdmissionConfig {
+        corral_api::admission::AdmissionConfig {
+            not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
+        }
+    }
+
     fn check(&self) -> anyhow::Result<()> {
+        for (flag, v) in [
+            (
+                "--default-not-ready-toleration-seconds",
+                self.default_not_ready_toleration_seconds,
+            ),
+            (
+                "--default-unreachable-toleration-seconds",
+                self.default_unreachable_toleration_seconds,
+            ),
+        ] {
+            if v < 0 {
+                bail!("{flag} {v}: must be 0 or more seconds");
+            }
+        }
         for c in &self.disable_leader_components {
             if !LEADER_COMPONENTS.contains(&c.as_str()) {
                 bail!(
@@ -416,7 +450,9 @@ pub async fn start(
     });
     let metrics = Metrics::new();
     let objects =
-        Objects::new(store.clone()).with_service_ip_range(leader.service_cluster_ip_range);
+        Objects::new(store.clone())
+            .with_service_ip_range(leader.service_cluster_ip_range)
+            .with_admission(leader.admission());
     {
         let (objects, metrics, shutdown) = (objects.clone(), metrics.clone(), shutdown.clone());
         tasks.spawn(async move {

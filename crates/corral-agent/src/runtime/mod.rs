@@ -12,14 +12,23 @@
 //! <root>/pods/<pod-uid>/logs/<container>/<restart-count>.log   stdout+stderr of one run
 //! <root>/pods/<pod-uid>/volumes/...                             volume directories (see volumes.rs)
 //! <root>/pods/<pod-uid>/containers/<container>-<restart>/        the runtime's own state of one run
+//! <root>/pods/<pod-uid>/resolv.conf                              the pod's DNS (docker runtime)
 //! ```
+//!
+//! A runtime that gives each pod a network namespace of its own (docker: the infra container)
+//! makes it in [`Runtime::ensure_sandbox`] and answers the pod's IP; one that keeps its logs
+//! itself (docker: the engine's) serves them through [`Runtime::logs`].
 
+pub mod docker;
 pub mod process;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use futures::Stream;
 
 /// Everything needed to start one run of one container.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,8 +42,21 @@ pub struct ContainerSpec {
     pub restart_count: u32,
     /// Recorded, not pulled, by the process runtime.
     pub image: String,
-    /// The argv to run: `command` + `args` with `$(VAR)` already expanded. Never empty.
+    /// The argv to run: `command` + `args` with `$(VAR)` already expanded. Never empty for the
+    /// process runtime; empty means "the image's entrypoint and command" for one that runs images.
     pub argv: Vec<String>,
+    /// `command` alone, expanded (empty: not set; a runtime that runs images keeps the image's
+    /// ENTRYPOINT).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// `args` alone, expanded (empty: not set; the image's CMD applies only when `command` is
+    /// not set either, as in Kubernetes).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `imagePullPolicy` (`Always`, `IfNotPresent`, `Never`); no runtime pulls, it only names the
+    /// waiting reason of a missing image.
+    #[serde(default)]
+    pub image_pull_policy: String,
     /// The whole environment of the process, in order (later entries win).
     pub env: Vec<(String, String)>,
     /// The working directory (`workingDir`); `None`: the run's own directory under `containers/`.
@@ -125,6 +147,63 @@ pub enum RuntimeError {
     Other(String),
 }
 
+/// What a pod's sandbox (its network namespace and DNS, shared by all its containers) is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    /// The pod's host name (`spec.hostname`, else its name, at most 63 characters).
+    pub hostname: String,
+    /// `<subdomain>.<namespace>.svc.<cluster domain>` when the pod has `spec.subdomain`, else empty.
+    pub domain: String,
+    /// `spec.hostNetwork`: the pod uses the node's network namespace and address.
+    pub host_network: bool,
+    /// The pod's resolver configuration; `None`: the node's own.
+    pub dns: Option<DnsConfig>,
+}
+
+/// A resolver configuration (`/etc/resolv.conf`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    /// `ndots:5`, `timeout:2`, `edns0`, ...
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    /// The file as the kubelet writes it.
+    pub fn resolv_conf(&self) -> String {
+        let mut out = String::new();
+        if !self.searches.is_empty() {
+            out.push_str(&format!("search {}\n", self.searches.join(" ")));
+        }
+        for ns in &self.nameservers {
+            out.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !self.options.is_empty() {
+            out.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        out
+    }
+}
+
+/// Which log a client asks for (`corralctl logs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    pub pod_uid: String,
+    /// The pod's name, for messages.
+    pub pod: String,
+    pub container: String,
+    pub previous: bool,
+    pub follow: bool,
+    pub tail_lines: Option<u64>,
+}
+
+/// Pieces of a container's log (stdout and stderr as they came).
+pub type LogBytes = Pin<Box<dyn Stream<Item = Result<Vec<u8>, RuntimeError>> + Send>>;
+
 /// The runtime interface the pod workers use.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -180,6 +259,39 @@ pub trait Runtime: Send + Sync + 'static {
     /// Resolves when some container of the node may have changed state (exited): the workers'
     /// cue to look again, so a container's exit is seen at once rather than at the next resync.
     async fn changed(&self);
+
+    /// Whether this runtime runs images: then a container without `command` and `args` runs the
+    /// image's ENTRYPOINT and CMD. The process runtime has no image to take them from.
+    fn runs_images(&self) -> bool {
+        false
+    }
+
+    /// Makes sure the pod's sandbox exists and runs, and answers the pod's IP; `None`: the pod
+    /// has the node's address (the process runtime, which has no sandbox).
+    async fn ensure_sandbox(&self, _spec: &SandboxSpec) -> Result<Option<IpAddr>, RuntimeError> {
+        Ok(None)
+    }
+
+    /// Stops the pod's sandbox once all its containers have finished for good (the pod
+    /// Succeeded or Failed); its IP stays in the pod's status. Nothing to do without sandboxes.
+    async fn stop_sandbox(&self, _pod_uid: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// The uids of every pod this node has anything of (containers, sandboxes): what the orphan
+    /// sweep looks at.
+    async fn pod_uids(&self) -> Result<Vec<String>, RuntimeError> {
+        let mut uids: Vec<String> = self.list().await?.into_iter().map(|c| c.pod_uid).collect();
+        uids.sort();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// A container's log when the runtime keeps it itself (docker: the engine's); `None`: the
+    /// files at [`log_path`] are the log. `NotFound(message)` when there is no such log.
+    async fn logs(&self, _query: &LogQuery) -> Option<Result<LogBytes, RuntimeError>> {
+        None
+    }
 }
 
 /// `<root>/pods/<pod-uid>`.
