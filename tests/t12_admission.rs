@@ -11,7 +11,7 @@ use serde_json::json;
 /// These tests are about admission: no controller may write to the objects they examine.
 const NO_CONTROLLERS: [&str; 2] = [
     "--disable-leader-components",
-    "replicaset,deployment,daemonset,job,cronjob,garbage-collector,namespace,serviceaccount,statefulset",
+    "replicaset,deployment,daemonset,job,cronjob,garbage-collector,namespace,serviceaccount,endpoints,statefulset",
 ];
 
 const T: Duration = Duration::from_secs(20);

@@ -3,7 +3,8 @@
 //! outside the range is refused with Kubernetes' words; a full range says so; a deleted
 //! Service's address is free again; the allocations survive a restart of every server; headless
 //! and ExternalName Services get none; the address is kept on update, immutable, released when a
-//! Service becomes ExternalName and allocated when it stops being one.
+//! Service becomes ExternalName and allocated when it stops being one, and held while a finalizer
+//! holds the Service.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -302,6 +303,37 @@ async fn headless_external_name_and_updates_treat_the_address_as_kubernetes_does
         .await
         .expect_err("the new address is held");
     assert!(cluster_ip_cause(e).contains("provided IP is already allocated"));
+
+    // A Service held by a finalizer keeps its address until it is really gone.
+    let mut held = service("held");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let held = client.create(&held).await.expect("held");
+    let held_ip = ip_of(&held);
+    let marked = client
+        .delete("Service", "default", "held", &DeleteOptions::default())
+        .await
+        .expect("delete held");
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    let e = client
+        .create(&with_ip("grab", &held_ip))
+        .await
+        .expect_err("still held while terminating");
+    assert!(cluster_ip_cause(e).contains("provided IP is already allocated"));
+    client
+        .patch(
+            "Service",
+            "default",
+            "held",
+            &json!({"metadata": {"finalizers": null}}),
+            false,
+        )
+        .await
+        .expect("the last finalizer removed");
+    let grabbed = client
+        .create(&with_ip("grab", &held_ip))
+        .await
+        .expect("free once the Service is gone");
+    assert_eq!(ip_of(&grabbed), held_ip);
 
     // A bad flag value stops the server with the rule it broke.
     let out = std::process::Command::new(corral_tests::bin("corral"))

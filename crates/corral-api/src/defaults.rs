@@ -927,7 +927,11 @@ mod tests {
 
     #[test]
     fn services_get_single_stack_ipv4_families_and_matching_cluster_ips() {
-        let svc = |spec: Value| defaulted(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": spec}));
+        let svc = |spec: Value| {
+            defaulted(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": spec}),
+            )
+        };
         let plain = svc(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
         assert_eq!(plain["spec"]["ipFamilies"], json!(["IPv4"]));
         assert_eq!(plain["spec"]["ipFamilyPolicy"], json!("SingleStack"));
@@ -952,7 +956,12 @@ mod tests {
             json!({"clientIP": {"timeoutSeconds": 10800}})
         );
         let external = svc(json!({"type": "ExternalName", "externalName": "db.example.com"}));
-        for key in ["clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"] {
+        for key in [
+            "clusterIPs",
+            "ipFamilies",
+            "ipFamilyPolicy",
+            "internalTrafficPolicy",
+        ] {
             assert_eq!(external["spec"].get(key), None, "{key}");
         }
     }

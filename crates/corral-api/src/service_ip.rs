@@ -77,7 +77,10 @@ impl fmt::Display for AllocationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AllocationError::Allocated(ip) => {
-                write!(f, "failed to allocate IP {ip}: provided IP is already allocated")
+                write!(
+                    f,
+                    "failed to allocate IP {ip}: provided IP is already allocated"
+                )
             }
             AllocationError::NotInRange(ip, range) => write!(
                 f,
@@ -116,13 +119,9 @@ impl ServiceIpRange {
                 "{text:?} is an IPv6 range: Corral allocates IPv4 ClusterIPs only (single-stack IPv4)"
             ));
         };
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| {
-                format!("{text:?} is not a CIDR: {prefix:?} is not a prefix length from 0 to 32")
-            })?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| {
+            format!("{text:?} is not a CIDR: {prefix:?} is not a prefix length from 0 to 32")
+        })?;
         if 32 - prefix > MAX_HOST_BITS {
             return Err(format!(
                 "specified {text} is too large; for 32-bit addresses, the mask must be >= {}",
@@ -292,7 +291,12 @@ pub fn ip_of_key(key: &str) -> Option<Ipv4Addr> {
 /// The allocation record of `ip` for the Service (its namespace, name and uid).
 pub fn allocation_record(ip: Ipv4Addr, svc: &Value) -> Value {
     let meta = svc.get("metadata").cloned().unwrap_or(Value::Null);
-    let field = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let field = |k: &str| {
+        meta.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "IPAddress",
@@ -341,7 +345,10 @@ mod tests {
             ("10.96.0/12", "not an IP address"),
             ("10.96.0.0/33", "prefix length"),
             ("10.96.0.0/x", "prefix length"),
-            ("10.0.0.0/8", "too large; for 32-bit addresses, the mask must be >= 12"),
+            (
+                "10.0.0.0/8",
+                "too large; for 32-bit addresses, the mask must be >= 12",
+            ),
             ("10.96.0.0/31", "too small"),
             ("fd00::/108", "IPv6"),
         ] {
@@ -456,10 +463,7 @@ mod tests {
             Wanted::Any,
             "type defaults to ClusterIP"
         );
-        assert_eq!(
-            wanted(&svc(json!({"clusterIP": "None"}))),
-            Wanted::Nothing
-        );
+        assert_eq!(wanted(&svc(json!({"clusterIP": "None"}))), Wanted::Nothing);
         assert_eq!(
             wanted(&svc(
                 json!({"type": "ExternalName", "externalName": "db.example.com"})

@@ -1309,10 +1309,16 @@ fn service(errs: &mut Errs, spec: &Value) {
                 }
             }
             if cluster_ip.is_some() || !items(spec, "clusterIPs").is_empty() {
-                errs.forbidden("spec.clusterIPs", "may not be set for ExternalName services");
+                errs.forbidden(
+                    "spec.clusterIPs",
+                    "may not be set for ExternalName services",
+                );
             }
             if !items(spec, "ipFamilies").is_empty() {
-                errs.forbidden("spec.ipFamilies", "may not be set for ExternalName services");
+                errs.forbidden(
+                    "spec.ipFamilies",
+                    "may not be set for ExternalName services",
+                );
             }
             if get(spec, "ipFamilyPolicy").is_some() {
                 errs.forbidden(
@@ -1400,10 +1406,7 @@ fn service(errs: &mut Errs, spec: &Value) {
                 if let Some(n) = node_port.as_i64()
                     && !node_ports.insert((protocol, n))
                 {
-                    errs.push(
-                        format!("{pp}.nodePort"),
-                        format!("Duplicate value: {n}"),
-                    );
+                    errs.push(format!("{pp}.nodePort"), format!("Duplicate value: {n}"));
                 }
             }
         }
@@ -1497,17 +1500,17 @@ fn cluster_ips(
     };
     let shown = || Value::Array(ips.clone());
     match cluster_ip {
-        Some(ip) => {
-            if ips.first().and_then(Value::as_str) != Some(ip) {
-                errs.invalid("spec.clusterIPs", &shown(), "first value must match `clusterIP`");
-            }
-        }
+        Some(ip) if ips.first().and_then(Value::as_str) != Some(ip) => errs.invalid(
+            "spec.clusterIPs",
+            &shown(),
+            "first value must match `clusterIP`",
+        ),
         None if !ips.is_empty() => errs.invalid(
             "spec.clusterIPs",
             &shown(),
             "must be empty when `clusterIP` is not specified",
         ),
-        None => {}
+        _ => {}
     }
     let mut seen = BTreeSet::new();
     for (i, family) in items(spec, "ipFamilies").iter().enumerate() {
@@ -1578,9 +1581,7 @@ fn cluster_ips(
                 errs.invalid_str(
                     format!("spec.clusterIPs[{i}]"),
                     &ip.to_string(),
-                    &format!(
-                        "expected an {family} value as indicated by `ipFamilies[{i}]`"
-                    ),
+                    &format!("expected an {family} value as indicated by `ipFamilies[{i}]`"),
                 );
             }
         }

@@ -263,7 +263,7 @@ impl Objects {
         for _ in 0..MAX_RETRIES {
             let mut obj = obj.clone();
             let ips = if info.kind == "Service" {
-                self.plan_cluster_ip(None, &mut obj)?
+                self.plan_cluster_ip(None, &mut obj).await?
             } else {
                 IpChange::default()
             };
@@ -531,7 +531,7 @@ impl Objects {
             let ips = if finalizing {
                 self.release_on_delete(&old)?
             } else if key.kind == "Service" && !status_only {
-                self.plan_cluster_ip(Some(&old), &mut next)?
+                self.plan_cluster_ip(Some(&old), &mut next).await?
             } else {
                 IpChange::default()
             };

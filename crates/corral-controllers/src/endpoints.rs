@@ -216,7 +216,12 @@ pub fn find_port(pod: &Value, service_port: &Value) -> Option<i64> {
                 .into_iter()
                 .flatten()
                 .chain(sidecars)
-                .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+                .flat_map(|c| {
+                    c.get("ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                })
                 .find(|p| {
                     str_at(p, "/name") == name
                         && match str_at(p, "/protocol") {
@@ -338,7 +343,9 @@ pub fn subsets(svc: &Value, pods: &[Arc<Value>]) -> Vec<Value> {
             let Some(number) = find_port(pod, sp) else {
                 continue;
             };
-            addresses.entry(key.clone()).or_insert_with(|| address.clone());
+            addresses
+                .entry(key.clone())
+                .or_insert_with(|| address.clone());
             let port = Port {
                 name: str_at(sp, "/name").to_string(),
                 port: number,
@@ -664,9 +671,11 @@ mod tests {
     }
 
     fn web() -> Value {
-        service(json!({"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
+        service(
+            json!({"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
                        "ipFamilies": ["IPv4"],
-                       "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}))
+                       "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}),
+        )
     }
 
     fn pod(name: &str, ip: &str, ready: bool) -> Arc<Value> {
@@ -742,7 +751,10 @@ mod tests {
         ep["metadata"]["resourceVersion"] = json!("7");
         // The same pods in another order: nothing to write.
         let reversed: Vec<Arc<Value>> = pods.iter().rev().cloned().collect();
-        assert_eq!(decide(Some(&web()), &reversed, Some(&ep)), Decision::Nothing);
+        assert_eq!(
+            decide(Some(&web()), &reversed, Some(&ep)),
+            Decision::Nothing
+        );
         // b becomes ready: an update of the same object.
         let pods = vec![pod("a", "10.0.0.1", true), pod("b", "10.0.0.2", true)];
         match decide(Some(&web()), &pods, Some(&ep)) {
@@ -763,14 +775,26 @@ mod tests {
         let pods = vec![
             pod("a", "10.0.0.1", true),
             pod("no-ip", "", true),
-            with(&pod("done", "10.0.0.3", false), "/status/phase", json!("Succeeded")),
+            with(
+                &pod("done", "10.0.0.3", false),
+                "/status/phase",
+                json!("Succeeded"),
+            ),
             with(
                 &pod("going", "10.0.0.4", true),
                 "/metadata/deletionTimestamp",
                 json!("2026-01-01T00:00:00Z"),
             ),
-            with(&pod("other", "10.0.0.5", true), "/metadata/labels", json!({"app": "db"})),
-            with(&pod("elsewhere", "10.0.0.6", true), "/metadata/namespace", json!("prod")),
+            with(
+                &pod("other", "10.0.0.5", true),
+                "/metadata/labels",
+                json!({"app": "db"}),
+            ),
+            with(
+                &pod("elsewhere", "10.0.0.6", true),
+                "/metadata/namespace",
+                json!("prod"),
+            ),
         ];
         let ep = created(decide(Some(&web()), &pods, None));
         assert_eq!(ips(&ep["subsets"][0], "addresses"), ["10.0.0.1"]);
@@ -787,14 +811,19 @@ mod tests {
             ),
         ];
         let ep = created(decide(Some(&publish), &pods, None));
-        assert_eq!(ips(&ep["subsets"][0], "addresses"), ["10.0.0.1", "10.0.0.4"]);
+        assert_eq!(
+            ips(&ep["subsets"][0], "addresses"),
+            ["10.0.0.1", "10.0.0.4"]
+        );
     }
 
     #[test]
     fn named_target_ports_resolve_per_pod_and_differing_pods_get_their_own_subsets() {
-        let svc = service(json!({"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
+        let svc = service(
+            json!({"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
-                      {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}]}));
+                      {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"}]}),
+        );
         let a = pod("a", "10.0.0.1", true);
         // b serves http on another port, c has no port named http at all.
         let b = with(
@@ -839,12 +868,20 @@ mod tests {
         let svc = service(json!({"selector": {"app": "web"}, "clusterIP": "None",
             "ports": [{"name": "web", "port": 80, "targetPort": 80, "protocol": "TCP"}]}));
         let named = with(
-            &with(&pod("web-0", "10.0.0.1", true), "/spec/hostname", json!("web-0")),
+            &with(
+                &pod("web-0", "10.0.0.1", true),
+                "/spec/hostname",
+                json!("web-0"),
+            ),
             "/spec/subdomain",
             json!("web"),
         );
         let other_subdomain = with(
-            &with(&pod("web-1", "10.0.0.2", true), "/spec/hostname", json!("web-1")),
+            &with(
+                &pod("web-1", "10.0.0.2", true),
+                "/spec/hostname",
+                json!("web-1"),
+            ),
             "/spec/subdomain",
             json!("nginx"),
         );
@@ -853,8 +890,7 @@ mod tests {
         assert_eq!(addresses[0]["hostname"], "web-0");
         assert!(addresses[1].get("hostname").is_none());
         assert_eq!(
-            ep["metadata"]["labels"][HEADLESS_LABEL],
-            "",
+            ep["metadata"]["labels"][HEADLESS_LABEL], "",
             "headless Services' Endpoints are labelled"
         );
     }
@@ -884,12 +920,20 @@ mod tests {
         let current = json!({"kind": "Endpoints", "metadata": {"name": "web", "namespace": "default"},
                              "subsets": [{"addresses": [{"ip": "192.0.2.1"}]}]});
         let pods = [pod("a", "10.0.0.1", true)];
-        assert_eq!(decide(Some(&user), &pods, Some(&current)), Decision::Nothing);
+        assert_eq!(
+            decide(Some(&user), &pods, Some(&current)),
+            Decision::Nothing
+        );
         assert_eq!(decide(Some(&user), &pods, None), Decision::Nothing);
         let empty_selector = service(json!({"selector": {}, "clusterIP": "10.96.0.4"}));
-        assert_eq!(decide(Some(&empty_selector), &pods, None), Decision::Nothing);
-        let external = service(json!({"type": "ExternalName", "externalName": "db.example.com",
-                                      "selector": {"app": "web"}}));
+        assert_eq!(
+            decide(Some(&empty_selector), &pods, None),
+            Decision::Nothing
+        );
+        let external = service(
+            json!({"type": "ExternalName", "externalName": "db.example.com",
+                                      "selector": {"app": "web"}}),
+        );
         assert_eq!(decide(Some(&external), &pods, None), Decision::Nothing);
         assert_eq!(decide(None, &pods, Some(&current)), Decision::Delete);
         assert_eq!(decide(None, &pods, None), Decision::Nothing);
@@ -902,9 +946,13 @@ mod tests {
             "/status/podIPs",
             json!([{"ip": "fd00::1"}, {"ip": "10.0.0.1"}]),
         );
-        let ep = created(decide(Some(&web()), &[dual.clone()], None));
+        let ep = created(decide(Some(&web()), &[dual], None));
         assert_eq!(ips(&ep["subsets"][0], "addresses"), ["10.0.0.1"]);
-        let only_v6 = with(&pod("b", "fd00::2", true), "/status/podIPs", json!([{"ip": "fd00::2"}]));
+        let only_v6 = with(
+            &pod("b", "fd00::2", true),
+            "/status/podIPs",
+            json!([{"ip": "fd00::2"}]),
+        );
         let ep = created(decide(Some(&web()), &[only_v6], None));
         assert!(ep.get("subsets").is_none(), "no IPv4 address: left out");
     }
@@ -926,7 +974,11 @@ mod tests {
         let sp = |target: Value, protocol: &str| json!({"port": 80, "targetPort": target, "protocol": protocol});
         assert_eq!(find_port(&p, &sp(json!("http"), "TCP")), Some(8080));
         assert_eq!(find_port(&p, &sp(json!("dns"), "UDP")), Some(53));
-        assert_eq!(find_port(&p, &sp(json!("dns"), "TCP")), None, "protocol differs");
+        assert_eq!(
+            find_port(&p, &sp(json!("dns"), "TCP")),
+            None,
+            "protocol differs"
+        );
         assert_eq!(find_port(&p, &sp(json!("metrics"), "TCP")), None);
         assert_eq!(find_port(&p, &sp(json!(9000), "TCP")), Some(9000));
         assert_eq!(find_port(&p, &json!({"port": 80})), Some(80));

@@ -25,10 +25,7 @@ fn now() -> String {
 
 fn start_controller(client: &Client, resync: Duration) -> CancellationToken {
     let cancel = CancellationToken::new();
-    let opts = EndpointsOptions {
-        workers: 2,
-        resync,
-    };
+    let opts = EndpointsOptions { workers: 2, resync };
     tokio::spawn(endpoints::run(client.clone(), opts, cancel.clone()));
     cancel
 }
@@ -224,12 +221,7 @@ async fn addresses_follow_readiness_ports_resolve_per_pod_and_terminating_pods_l
         )
         .await
         .expect("relabel the service");
-    let ep = endpoints_become(
-        &client,
-        "web",
-        vec![(vec![], s(&["10.1.0.1"]), vec![8080])],
-    )
-    .await;
+    let ep = endpoints_become(&client, "web", vec![(vec![], s(&["10.1.0.1"]), vec![8080])]).await;
     eventually("the Endpoints carry the Service's labels", || async {
         let ep = get_endpoints(&client, "web").await?;
         if ep["metadata"]["labels"] == json!({"tier": "back"}) {
@@ -293,7 +285,10 @@ async fn a_headless_service_names_its_pods_by_hostname_and_unchanged_state_write
     )
     .await;
     let addresses = ep["subsets"][0]["addresses"].as_array().expect("addresses");
-    assert_eq!(addresses[0]["hostname"], "web-0", "subdomain names the Service");
+    assert_eq!(
+        addresses[0]["hostname"], "web-0",
+        "subdomain names the Service"
+    );
     assert!(addresses[1].get("hostname").is_none(), "{}", addresses[1]);
     assert_eq!(
         ep["metadata"]["labels"]["service.kubernetes.io/headless"],
@@ -365,8 +360,14 @@ async fn user_endpoints_of_a_service_without_selector_stay_and_deleted_ones_come
     endpoints_become(&client, "web", vec![(s(&["10.3.0.1"]), vec![], vec![8080])]).await;
     // Meanwhile (many resyncs later) the user's Endpoints are as written.
     let now = get_endpoints(&client, "external-db").await.expect("user's");
-    assert_eq!(now["metadata"]["resourceVersion"], user["metadata"]["resourceVersion"]);
-    assert_eq!(summary(&now), vec![(s(&["192.0.2.10"]), vec![], vec![5432])]);
+    assert_eq!(
+        now["metadata"]["resourceVersion"],
+        user["metadata"]["resourceVersion"]
+    );
+    assert_eq!(
+        summary(&now),
+        vec![(s(&["192.0.2.10"]), vec![], vec![5432])]
+    );
     cancel.cancel();
     srv.stop().await;
 }

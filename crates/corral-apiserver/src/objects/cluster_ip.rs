@@ -134,7 +134,7 @@ impl Objects {
 
     /// Decides the allocation of a Service being created (`old` is `None`) or updated from
     /// `old`, and gives `svc` a chosen address. `svc` is defaulted and valid.
-    pub(super) fn plan_cluster_ip(
+    pub(super) async fn plan_cluster_ip(
         &self,
         old: Option<&Value>,
         svc: &mut Value,
@@ -153,9 +153,17 @@ impl Objects {
                 change.claim = Some((ip, true));
             }
             Wanted::Any => {
-                let ip = range
-                    .choose(&self.allocated_ips()?, random_seed())
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let ip = match range.choose(&self.allocated_ips()?, random_seed()) {
+                    Ok(ip) => ip,
+                    // Full as this server sees it: it may lag a release the leader has
+                    // applied, so look again once caught up.
+                    Err(_) => {
+                        self.barrier(false).await?;
+                        range
+                            .choose(&self.allocated_ips()?, random_seed())
+                            .map_err(|e| ApiError::internal(e.to_string()))?
+                    }
+                };
                 service_ip::assign(svc, ip);
                 change.claim = Some((ip, false));
             }
