@@ -88,7 +88,9 @@ async fn container(project: &str, service: &str) -> anyhow::Result<String> {
     .await?;
     match id.split_whitespace().next() {
         Some(id) => Ok(id.to_string()),
-        None => bail!("compose project {project} has no container for {service} (is the cluster up? cluster/up.sh)"),
+        None => bail!(
+            "compose project {project} has no container for {service} (is the cluster up? cluster/up.sh)"
+        ),
     }
 }
 
@@ -302,7 +304,10 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
     let ready_in = wait_converged(&b.server, &client, b.replicas, Duration::from_secs(120))
         .await
         .map_err(|e| anyhow::anyhow!("the cluster did not converge before the faults: {e}"))?;
-    println!("before: converged ({} replicas Ready) in {ready_in:.1?}", b.replicas);
+    println!(
+        "before: converged ({} replicas Ready) in {ready_in:.1?}",
+        b.replicas
+    );
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -322,8 +327,12 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
     let mut round = 0usize;
     let pause = Duration::from_secs(b.fault_seconds.max(1));
     while started.elapsed() < Duration::from_secs(b.duration) {
-        let kind = ["kill-leader", "pause-server", "disconnect-server", "restart-agent"]
-            [round % 4];
+        let kind = [
+            "kill-leader",
+            "pause-server",
+            "disconnect-server",
+            "restart-agent",
+        ][round % 4];
         let target_server = (round / 4) % 3 + 1;
         let at = started.elapsed();
         let healing = match kind {
@@ -420,14 +429,19 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
         }
         match got {
             Some(Ok(v)) if v["data"]["value"] == value.as_str() => {}
-            Some(Ok(v)) => lost.push(format!("{name}: value {} instead of {value}", v["data"]["value"])),
+            Some(Ok(v)) => lost.push(format!(
+                "{name}: value {} instead of {value}",
+                v["data"]["value"]
+            )),
             Some(Err(e)) => lost.push(format!("{name}: {e}")),
             None => lost.push(format!("{name}: unreadable")),
         }
     }
 
     println!();
-    println!("| faults injected | writes acknowledged | write attempts failed | writes lost | convergence after the last fault |");
+    println!(
+        "| faults injected | writes acknowledged | write attempts failed | writes lost | convergence after the last fault |"
+    );
     println!("|---|---:|---:|---:|---|");
     let faults_text = faults
         .iter()
