@@ -27,6 +27,16 @@ CORRAL_AGENT_DATA="$(cd "$CORRAL_AGENT_DATA" && pwd -P)"
 compose=(docker-compose -p "$project" -f "$root/docker-compose.yml")
 "${compose[@]}" up -d --no-build
 
+# The agents register their Nodes once the servers have elected a leader.
+for a in agent1 agent2 agent3; do
+  for _ in $(seq 120); do
+    "${compose[@]}" logs --no-color "$a" 2>/dev/null | grep -q "node registered" && break
+    sleep 0.5
+  done
+  "${compose[@]}" logs --no-color "$a" 2>/dev/null | grep -q "node registered" ||
+    echo "warning: $a has not registered its node within 60 s (docker-compose logs $a)" >&2
+done
+
 echo "cluster $project is up (agents' data in $CORRAL_AGENT_DATA):"
 api=()
 for s in server1 server2 server3; do

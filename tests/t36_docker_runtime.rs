@@ -282,10 +282,21 @@ async fn a_pods_containers_share_one_ip_and_its_volumes_and_serve_on_the_pod_ip(
         .await
         .expect("sandbox")
         .expect("pod ip");
-    let www = node.root().join("pods").join(&u).join("volumes").join("www");
+    let www = node
+        .root()
+        .join("pods")
+        .join(&u)
+        .join("volumes")
+        .join("www");
     std::fs::create_dir_all(&www).expect("volume dir");
     std::fs::write(www.join("index.html"), "served from a bind mount\n").expect("index");
-    let mut web = container(&u, "web", "web", &["httpd", "-f", "-p", "8080", "-h", "/www"], &[]);
+    let mut web = container(
+        &u,
+        "web",
+        "web",
+        &["httpd", "-f", "-p", "8080", "-h", "/www"],
+        &[],
+    );
     web.mounts = vec![Mount {
         host_path: www.clone(),
         container_path: "/www".into(),
@@ -307,7 +318,10 @@ async fn a_pods_containers_share_one_ip_and_its_volumes_and_serve_on_the_pod_ip(
     exited(&rt, &s.id).await;
     let log = log_of(&rt, &u, "side", false).await;
     assert!(log.contains("served from a bind mount"), "{log}");
-    assert!(log.contains("Read-only file system"), "read-only mount: {log}");
+    assert!(
+        log.contains("Read-only file system"),
+        "read-only mount: {log}"
+    );
 
     // And so does anyone on the node at the pod's IP.
     let body = eventually("the pod IP to serve", WAIT, || async {
@@ -351,7 +365,11 @@ async fn a_pods_containers_share_one_ip_and_its_volumes_and_serve_on_the_pod_ip(
     assert_eq!(code, 137, "SIGKILL after the grace period");
 
     // Teardown by labels: nothing of the pod is left, infra container included.
-    assert!(!node.containers(Some(&format!("{LABEL_POD_UID}={u}"))).is_empty());
+    assert!(
+        !node
+            .containers(Some(&format!("{LABEL_POD_UID}={u}")))
+            .is_empty()
+    );
     rt.remove_pod(&u).await.expect("remove pod");
     assert_eq!(
         node.containers(Some(&format!("{LABEL_POD_UID}={u}"))),
@@ -376,7 +394,9 @@ async fn a_memory_limit_is_enforced_and_an_oom_kill_reported() {
     let node = Node::new("oom");
     let rt = node.runtime().await;
     let u = uid("c3");
-    rt.ensure_sandbox(&sandbox(&u, "oom")).await.expect("sandbox");
+    rt.ensure_sandbox(&sandbox(&u, "oom"))
+        .await
+        .expect("sandbox");
     // `tail` of an endless line keeps all of it in memory.
     let mut hog = container(&u, "oom", "hog", &["tail", "/dev/zero"], &[]);
     hog.limits = Limits {
@@ -434,11 +454,13 @@ async fn a_second_runtime_adopts_what_runs_and_never_starts_a_run_twice() {
     let again = second.start(&spec).await.expect("start again");
     assert_eq!(again.id, started.id, "the same run, not a second copy");
     assert_eq!(
-        node.containers(Some(&format!("{LABEL_TYPE}=container"))).len(),
+        node.containers(Some(&format!("{LABEL_TYPE}=container")))
+            .len(),
         1
     );
     assert_eq!(
-        node.containers(Some(&format!("{LABEL_TYPE}=sandbox"))).len(),
+        node.containers(Some(&format!("{LABEL_TYPE}=sandbox")))
+            .len(),
         1
     );
     assert_eq!(second.pod_uids().await.expect("uids"), vec![u.clone()]);
@@ -465,12 +487,16 @@ async fn a_missing_image_fails_the_start_at_once_with_a_clear_message() {
     let node = Node::new("noimg");
     let rt = node.runtime().await;
     let u = uid("e5");
-    rt.ensure_sandbox(&sandbox(&u, "noimg")).await.expect("sandbox");
+    rt.ensure_sandbox(&sandbox(&u, "noimg"))
+        .await
+        .expect("sandbox");
     let mut spec = container(&u, "noimg", "app", &["true"], &[]);
     spec.image = "corral-no-such-image:1.0".into();
     match rt.start(&spec).await {
         Err(RuntimeError::Image(m)) => assert!(
-            m.contains("\"corral-no-such-image:1.0\" is not present locally and no registry is reachable"),
+            m.contains(
+                "\"corral-no-such-image:1.0\" is not present locally and no registry is reachable"
+            ),
             "{m}"
         ),
         other => panic!("expected an image error, got {other:?}"),
@@ -604,7 +630,9 @@ async fn an_agent_on_docker_runs_a_pod_with_probes_logs_and_adopts_it_after_a_re
     .await;
     let message = waiting["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("\"registry.example/not-here:2.1\" is not present locally and no registry is reachable"),
+        message.contains(
+            "\"registry.example/not-here:2.1\" is not present locally and no registry is reachable"
+        ),
         "{waiting}"
     );
 
@@ -637,21 +665,25 @@ async fn an_agent_on_docker_runs_a_pod_with_probes_logs_and_adopts_it_after_a_re
     let before = node.containers(None);
     c.agents[a].restart();
     c.nodes_ready(WAIT).await;
-    let again = eventually("the restarted agent to report the pod Ready again", WAIT, || async {
-        let p = client
-            .get("Pod", "default", "web")
-            .await
-            .map_err(|e| e.to_string())?;
-        let log = c.agents[a].log();
-        if log.matches("node registered").count() < 2 {
-            return Err("the agent has not registered again yet".into());
-        }
-        if condition(&p, "Ready") == "True" {
-            Ok(p)
-        } else {
-            Err(format!("{}", p["status"]))
-        }
-    })
+    let again = eventually(
+        "the restarted agent to report the pod Ready again",
+        WAIT,
+        || async {
+            let p = client
+                .get("Pod", "default", "web")
+                .await
+                .map_err(|e| e.to_string())?;
+            let log = c.agents[a].log();
+            if log.matches("node registered").count() < 2 {
+                return Err("the agent has not registered again yet".into());
+            }
+            if condition(&p, "Ready") == "True" {
+                Ok(p)
+            } else {
+                Err(format!("{}", p["status"]))
+            }
+        },
+    )
     .await;
     assert_eq!(again["status"]["containerStatuses"][0]["containerID"], cid);
     assert_eq!(again["status"]["containerStatuses"][0]["restartCount"], 0);

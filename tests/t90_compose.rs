@@ -312,7 +312,13 @@ async fn ready_by_node(client: &Client) -> Result<BTreeMap<String, Vec<Value>>, 
 }
 
 /// Waits for exactly `n` Ready pods of the Deployment on `nodes` only (none elsewhere).
-async fn wait_ready(client: &Client, n: usize, nodes: &[&str], what: &str, within: Duration) -> BTreeMap<String, Vec<Value>> {
+async fn wait_ready(
+    client: &Client,
+    n: usize,
+    nodes: &[&str],
+    what: &str,
+    within: Duration,
+) -> BTreeMap<String, Vec<Value>> {
     eventually(what, within, || async {
         let by_node = ready_by_node(client).await?;
         let total: usize = by_node.values().map(Vec::len).sum();
@@ -390,7 +396,10 @@ async fn the_compose_cluster_runs_workloads_survives_losing_its_leader_and_an_ag
     .await;
 
     // ---- A Deployment of 6 replicas spreads over the 3 agents -------------------------------
-    client.create(&yaml(HELLO)).await.expect("create the Deployment");
+    client
+        .create(&yaml(HELLO))
+        .await
+        .expect("create the Deployment");
     let by_node = wait_ready(&client, 6, &AGENTS, "6 Ready replicas of hello", T).await;
     println!("hello's 6 replicas by node: {:?}", counts(&by_node));
     assert_eq!(by_node.len(), 3, "the replicas spread over all 3 agents");
@@ -429,9 +438,14 @@ async fn the_compose_cluster_runs_workloads_survives_losing_its_leader_and_an_ag
             .expect("a write before the kill");
         acked.push(name);
     }
+    // Leadership may have moved since the start: kill whoever leads now.
+    let leader = agreed_leader(&c, &SERVERS, 3, T).await;
     let killed = c.container(&format!("server{leader}"));
-    docker(&["kill", &killed]);
+    // Counted from before the kill command: the engine answers `docker kill` only once the
+    // container has stopped, and the election runs meanwhile.
     let killed_at = Instant::now();
+    docker(&["kill", &killed]);
+    let kill_took = killed_at.elapsed();
     let survivors: Vec<u64> = SERVERS.iter().copied().filter(|id| *id != leader).collect();
     let survivor_client =
         Client::connect(&survivors.iter().map(|id| c.api(*id)).collect::<Vec<_>>())
@@ -460,7 +474,7 @@ async fn the_compose_cluster_runs_workloads_survives_losing_its_leader_and_an_ag
     let first_write = killed_at.elapsed();
     acked.push("after-kill".to_string());
     println!(
-        "killed server{leader}'s container; server{new_leader} leads after {elected:?}; first write acknowledged after {first_write:?}"
+        "killed server{leader}'s container (`docker kill` took {kill_took:?}); server{new_leader} leads {elected:?} after the kill began; first write acknowledged after {first_write:?}"
     );
     assert!(
         elected < Duration::from_secs(1),
@@ -584,30 +598,34 @@ async fn the_compose_cluster_runs_workloads_survives_losing_its_leader_and_an_ag
     })
     .await;
     // The lost agent finishes what was evicted from it; nothing of hello runs twice.
-    let by_node = eventually("the Deployment settled at 9 after the restarts", T, || async {
-        let by_node = ready_by_node(&client).await?;
-        let total: usize = by_node.values().map(Vec::len).sum();
-        let all = client
-            .list(
-                "Pod",
-                Some("default"),
-                &ListOptions {
-                    label_selector: "app=hello".into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if total == 9 && all.items.len() == 9 {
-            Ok(by_node)
-        } else {
-            Err(format!(
-                "{total} Ready of {} pods: {:?}",
-                all.items.len(),
-                counts(&by_node)
-            ))
-        }
-    })
+    let by_node = eventually(
+        "the Deployment settled at 9 after the restarts",
+        T,
+        || async {
+            let by_node = ready_by_node(&client).await?;
+            let total: usize = by_node.values().map(Vec::len).sum();
+            let all = client
+                .list(
+                    "Pod",
+                    Some("default"),
+                    &ListOptions {
+                        label_selector: "app=hello".into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if total == 9 && all.items.len() == 9 {
+                Ok(by_node)
+            } else {
+                Err(format!(
+                    "{total} Ready of {} pods: {:?}",
+                    all.items.len(),
+                    counts(&by_node)
+                ))
+            }
+        },
+    )
     .await;
     let after = app_containers_of(kept);
     assert_eq!(

@@ -236,7 +236,9 @@ mod tests {
     }
 
     fn host() -> DnsConfig {
-        parse_resolv_conf("# the node's\nnameserver 192.0.2.53\nsearch corp.example\noptions edns0\n")
+        parse_resolv_conf(
+            "# the node's\nnameserver 192.0.2.53\nsearch corp.example\noptions edns0\n",
+        )
     }
 
     fn pod(spec: Value) -> Value {
@@ -294,7 +296,10 @@ mod tests {
         let d = pod_dns(&pod(json!({})), &ClusterDns::default(), host);
         assert_eq!(d.config, None);
         let w = d.warning.expect("a warning");
-        assert!(w.contains("kubelet does not have ClusterDNS IP configured"), "{w}");
+        assert!(
+            w.contains("kubelet does not have ClusterDNS IP configured"),
+            "{w}"
+        );
         assert!(w.contains("\"web-0_shop\""), "{w}");
     }
 
@@ -363,10 +368,16 @@ mod tests {
                        "spec": {"subdomain": "nginx"}});
         assert_eq!(
             pod_hostname(&p, "cluster.local"),
-            ("web-0".to_string(), "nginx.shop.svc.cluster.local".to_string())
+            (
+                "web-0".to_string(),
+                "nginx.shop.svc.cluster.local".to_string()
+            )
         );
         let p = json!({"metadata": {"name": "x"}, "spec": {"hostname": "db"}});
-        assert_eq!(pod_hostname(&p, "cluster.local"), ("db".to_string(), String::new()));
+        assert_eq!(
+            pod_hostname(&p, "cluster.local"),
+            ("db".to_string(), String::new())
+        );
         let long = "a".repeat(62) + "-b";
         let p = json!({"metadata": {"name": long}});
         assert_eq!(pod_hostname(&p, "cluster.local").0, "a".repeat(62));

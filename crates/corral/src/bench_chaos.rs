@@ -88,7 +88,9 @@ async fn container(project: &str, service: &str) -> anyhow::Result<String> {
     .await?;
     match id.split_whitespace().next() {
         Some(id) => Ok(id.to_string()),
-        None => bail!("compose project {project} has no container for {service} (is the cluster up? cluster/up.sh)"),
+        None => bail!(
+            "compose project {project} has no container for {service} (is the cluster up? cluster/up.sh)"
+        ),
     }
 }
 
@@ -302,7 +304,10 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
     let ready_in = wait_converged(&b.server, &client, b.replicas, Duration::from_secs(120))
         .await
         .map_err(|e| anyhow::anyhow!("the cluster did not converge before the faults: {e}"))?;
-    println!("before: converged ({} replicas Ready) in {ready_in:.1?}", b.replicas);
+    println!(
+        "before: converged ({} replicas Ready) in {ready_in:.1?}",
+        b.replicas
+    );
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -321,9 +326,18 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
     let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
     let mut round = 0usize;
     let pause = Duration::from_secs(b.fault_seconds.max(1));
+    let mut last_heal = Instant::now();
     while started.elapsed() < Duration::from_secs(b.duration) {
-        let kind = ["kill-leader", "pause-server", "disconnect-server", "restart-agent"]
-            [round % 4];
+        if round > 0 {
+            // A quiet spell between two faults.
+            tokio::time::sleep(pause).await;
+        }
+        let kind = [
+            "kill-leader",
+            "pause-server",
+            "disconnect-server",
+            "restart-agent",
+        ][round % 4];
         let target_server = (round / 4) % 3 + 1;
         let at = started.elapsed();
         let healing = match kind {
@@ -375,19 +389,14 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
         }
         tokio::time::sleep(pause).await;
         heal(&healing).await?;
-        tokio::time::sleep(pause).await;
+        last_heal = Instant::now();
         round += 1;
     }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         let _ = w.await;
     }
-    let healed_at = Instant::now();
-    // Everything healed: make sure (a heal that failed leaves nothing paused or cut).
-    for c in servers_c.values() {
-        let _ = docker(&["unpause", c]).await;
-        let _ = docker(&["start", c]).await;
-    }
+    let written_for = started.elapsed();
 
     let converge = wait_converged(
         &b.server,
@@ -396,7 +405,7 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
         Duration::from_secs(b.converge_timeout),
     )
     .await;
-    let converge_time = healed_at.elapsed();
+    let converge_time = last_heal.elapsed();
 
     let acked = tally.acked.lock().await.clone();
     let mut lost = Vec::new();
@@ -420,22 +429,28 @@ pub async fn run(b: ChaosBench) -> anyhow::Result<()> {
         }
         match got {
             Some(Ok(v)) if v["data"]["value"] == value.as_str() => {}
-            Some(Ok(v)) => lost.push(format!("{name}: value {} instead of {value}", v["data"]["value"])),
+            Some(Ok(v)) => lost.push(format!(
+                "{name}: value {} instead of {value}",
+                v["data"]["value"]
+            )),
             Some(Err(e)) => lost.push(format!("{name}: {e}")),
             None => lost.push(format!("{name}: unreadable")),
         }
     }
 
     println!();
-    println!("| faults injected | writes acknowledged | write attempts failed | writes lost | convergence after the last fault |");
-    println!("|---|---:|---:|---:|---|");
+    println!(
+        "| seconds | faults injected | writes acknowledged | write attempts failed | writes lost | converged after the last fault healed |"
+    );
+    println!("|---:|---|---:|---:|---:|---|");
     let faults_text = faults
         .iter()
         .map(|(k, v)| format!("{v} {k}"))
         .collect::<Vec<_>>()
         .join(", ");
     println!(
-        "| {faults_text} | {} | {} | {} | {} |",
+        "| {:.0} | {faults_text} | {} | {} | {} | {} |",
+        written_for.as_secs_f64(),
         acked.len(),
         tally.errors.load(Ordering::Relaxed),
         lost.len(),

@@ -92,12 +92,20 @@ pub struct LeaderArgs {
     /// Pod admission: `tolerationSeconds` of the default toleration of
     /// `node.kubernetes.io/not-ready:NoExecute` given to every pod without one (Kubernetes' API
     /// server flag of the same name): how long a pod stays on a NotReady node before eviction.
-    #[arg(long, env = "CORRAL_DEFAULT_NOT_READY_TOLERATION_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "CORRAL_DEFAULT_NOT_READY_TOLERATION_SECONDS",
+        default_value_t = 300
+    )]
     pub default_not_ready_toleration_seconds: i64,
     /// Pod admission: `tolerationSeconds` of the default toleration of
     /// `node.kubernetes.io/unreachable:NoExecute`: how long a pod stays on a node that stopped
     /// reporting before it is evicted (and its owner replaces it).
-    #[arg(long, env = "CORRAL_DEFAULT_UNREACHABLE_TOLERATION_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "CORRAL_DEFAULT_UNREACHABLE_TOLERATION_SECONDS",
+        default_value_t = 300
+    )]
     pub default_unreachable_toleration_seconds: i64,
 }
 

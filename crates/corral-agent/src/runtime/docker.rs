@@ -187,8 +187,7 @@ pub fn sandbox_name(spec: &SandboxSpec) -> String {
 /// A name the engine takes as one name component (Kubernetes names and uids always are).
 fn engine_safe(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
@@ -421,20 +420,15 @@ pub fn sandbox_ip(c: &ContainerInspectResponse, network: Option<&str>) -> Option
     let nets = c.network_settings.as_ref()?.networks.as_ref()?;
     let ep = match network {
         Some(n) => nets.get(n),
-        None => nets.values().find(|e| {
-            e.ip_address
-                .as_deref()
-                .is_some_and(|ip| !ip.is_empty())
-        }),
+        None => nets
+            .values()
+            .find(|e| e.ip_address.as_deref().is_some_and(|ip| !ip.is_empty())),
     }?;
     ep.ip_address.as_deref()?.parse().ok()
 }
 
 fn is_running(c: &ContainerInspectResponse) -> bool {
-    c.state
-        .as_ref()
-        .and_then(|s| s.running)
-        .unwrap_or(false)
+    c.state.as_ref().and_then(|s| s.running).unwrap_or(false)
 }
 
 fn filters(pairs: &[(&str, String)]) -> HashMap<String, Vec<String>> {
@@ -527,7 +521,10 @@ impl DockerRuntime {
     ) -> Result<Vec<ContainerSummary>, RuntimeError> {
         let mut pairs = vec![
             ("label", format!("{LABEL_MANAGED}=true")),
-            ("label", format!("{LABEL_NODE}={}", self.inner.opts.node_name)),
+            (
+                "label",
+                format!("{LABEL_NODE}={}", self.inner.opts.node_name),
+            ),
         ];
         pairs.extend(extra.iter().cloned());
         let opts = ListContainersOptionsBuilder::new()
@@ -923,7 +920,9 @@ impl Runtime for DockerRuntime {
             ));
         }
         out.push(match &o.network {
-            Some(n) => format!("pod network: docker network {n:?}; a pod's IP is its address there"),
+            Some(n) => {
+                format!("pod network: docker network {n:?}; a pod's IP is its address there")
+            }
             None => "pod network: the engine's default bridge".to_string(),
         });
         out.push(
@@ -1206,9 +1205,7 @@ impl Runtime for DockerRuntime {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(ExecOutput {
-            exit_code: exit_code
-                .and_then(|c| i32::try_from(c).ok())
-                .unwrap_or(-1),
+            exit_code: exit_code.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1),
             output: String::from_utf8_lossy(&text).into_owned(),
         })
     }
@@ -1247,7 +1244,9 @@ impl DockerRuntime {
         let d = parse_container_id(&run.id)
             .ok_or_else(|| RuntimeError::NotFound(run.id.clone()))?
             .to_string();
-        let tail = q.tail_lines.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let tail = q
+            .tail_lines
+            .map_or_else(|| "all".to_string(), |n| n.to_string());
         let opts = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
@@ -1351,10 +1350,7 @@ mod tests {
         assert_eq!(body.image.as_deref(), Some("corral-busybox:local"));
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd, Some(vec!["-f".to_string()]));
-        assert_eq!(
-            body.env,
-            Some(vec!["A=1".to_string(), "B=x=y".to_string()])
-        );
+        assert_eq!(body.env, Some(vec!["A=1".to_string(), "B=x=y".to_string()]));
         assert_eq!(body.working_dir.as_deref(), Some("/www"));
         let host = body.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("container:infra123"));
@@ -1369,7 +1365,10 @@ mod tests {
         assert_eq!(mounts[0].target.as_deref(), Some("/www"));
         assert_eq!(mounts[0].read_only, Some(true));
         assert_eq!(mounts[1].target.as_deref(), Some("/etc/resolv.conf"));
-        assert_eq!(mounts[1].source.as_deref(), Some(rc.to_str().expect("utf-8")));
+        assert_eq!(
+            mounts[1].source.as_deref(),
+            Some(rc.to_str().expect("utf-8"))
+        );
         let labels = body.labels.expect("labels");
         assert_eq!(labels[LABEL_MANAGED], "true");
         assert_eq!(labels[LABEL_NODE], "agent1");
@@ -1468,7 +1467,11 @@ mod tests {
         assert_eq!(h.dns, None);
     }
 
-    fn inspected(status: ContainerStateStatusEnum, exit: i64, oom: bool) -> ContainerInspectResponse {
+    fn inspected(
+        status: ContainerStateStatusEnum,
+        exit: i64,
+        oom: bool,
+    ) -> ContainerInspectResponse {
         let mut labels = container_labels("agent1", &spec());
         labels.insert("other".into(), "x".into());
         ContainerInspectResponse {
@@ -1497,8 +1500,8 @@ mod tests {
 
     #[test]
     fn inspection_gives_state_exit_code_and_oom_kill() {
-        let running = info_of(&inspected(ContainerStateStatusEnum::RUNNING, 0, false))
-            .expect("ours");
+        let running =
+            info_of(&inspected(ContainerStateStatusEnum::RUNNING, 0, false)).expect("ours");
         assert_eq!(running.id, "docker://0123abcd");
         assert_eq!(running.name, "nginx");
         assert_eq!(running.restart_count, 2);
@@ -1507,14 +1510,25 @@ mod tests {
             .parse::<jiff::Timestamp>()
             .expect("time")
             .into();
-        assert_eq!(running.state, ContainerState::Running { started_at: started });
+        assert_eq!(
+            running.state,
+            ContainerState::Running {
+                started_at: started
+            }
+        );
 
         let c = info_of(&inspected(ContainerStateStatusEnum::EXITED, 0, false)).expect("ours");
-        assert!(matches!(c.state, ContainerState::Exited { exit_code: 0, ref reason, .. } if reason == "Completed"));
+        assert!(
+            matches!(c.state, ContainerState::Exited { exit_code: 0, ref reason, .. } if reason == "Completed")
+        );
         let c = info_of(&inspected(ContainerStateStatusEnum::EXITED, 3, false)).expect("ours");
-        assert!(matches!(c.state, ContainerState::Exited { exit_code: 3, ref reason, .. } if reason == "Error"));
+        assert!(
+            matches!(c.state, ContainerState::Exited { exit_code: 3, ref reason, .. } if reason == "Error")
+        );
         let c = info_of(&inspected(ContainerStateStatusEnum::EXITED, 137, true)).expect("ours");
-        assert!(matches!(c.state, ContainerState::Exited { exit_code: 137, ref reason, .. } if reason == "OOMKilled"));
+        assert!(
+            matches!(c.state, ContainerState::Exited { exit_code: 137, ref reason, .. } if reason == "OOMKilled")
+        );
         // Created but never started: not a run yet.
         assert_eq!(
             info_of(&inspected(ContainerStateStatusEnum::CREATED, 0, false)),
@@ -1565,6 +1579,11 @@ mod tests {
             "Container image \"nginx:1.25\" is not present with pull policy of Never"
         );
         let m = missing_image_message("nginx:1.25", "IfNotPresent");
-        assert!(m.starts_with("image \"nginx:1.25\" is not present locally and no registry is reachable"), "{m}");
+        assert!(
+            m.starts_with(
+                "image \"nginx:1.25\" is not present locally and no registry is reachable"
+            ),
+            "{m}"
+        );
     }
 }
