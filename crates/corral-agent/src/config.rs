@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::lifecycle::Backoff;
-use crate::podip::LoopbackRange;
 use crate::pod_dns::ClusterDns;
+use crate::podip::LoopbackRange;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {

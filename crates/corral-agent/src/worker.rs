@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::env::{self, ConfigSource, PodContext};
 use crate::lifecycle::{self, Action, Backoff, KillReason, ProbeView, StartError};
-use crate::podip::PodIps;
 use crate::pod_dns::{self, ClusterDns};
+use crate::podip::PodIps;
 use crate::probe::{self, ExecTarget, ProbeEvent, ProbeKind, ProbeState, ProbeTarget};
 use crate::runtime::{
     ContainerInfo, ContainerSpec, ExecOutput, Limits, Runtime, RuntimeError, SandboxSpec,

@@ -3,8 +3,8 @@
 
 mod agent;
 mod bench;
-mod bench_dns;
 mod bench_chaos;
+mod bench_dns;
 mod bench_pods;
 mod bench_sched;
 mod dns;

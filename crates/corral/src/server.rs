@@ -457,10 +457,9 @@ pub async fn start(
         }
     });
     let metrics = Metrics::new();
-    let objects =
-        Objects::new(store.clone())
-            .with_service_ip_range(leader.service_cluster_ip_range)
-            .with_admission(leader.admission());
+    let objects = Objects::new(store.clone())
+        .with_service_ip_range(leader.service_cluster_ip_range)
+        .with_admission(leader.admission());
     {
         let (objects, metrics, shutdown) = (objects.clone(), metrics.clone(), shutdown.clone());
         tasks.spawn(async move {
