@@ -403,6 +403,8 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
             &format!("127.0.0.1:{up_port}"),
             "--cluster-domain",
             "upstream.test",
+            "--service-cluster-ip-range",
+            "10.200.0.0/16",
         ],
     );
     upstream.leader(T).await;
@@ -410,7 +412,7 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
         .client()
         .create(&service(
             "web",
-            json!({"clusterIP": "10.200.0.1", "ports": [{"port": 80}]}),
+            json!({"clusterIP": "10.200.0.10", "ports": [{"port": 80}]}),
         ))
         .await
         .expect("create");
@@ -418,7 +420,7 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
         up_port,
         "web.default.svc.upstream.test",
         "A",
-        &["10.200.0.1"],
+        &["10.200.0.10"],
     )
     .await;
 
@@ -440,7 +442,7 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
     for (p, tcp) in [(ports[0], false), (ports[1], true)] {
         let r = dig(p, "web.default.svc.upstream.test", "A", tcp).await;
         assert_eq!(r.status, "NOERROR");
-        assert_eq!(r.data(), ["10.200.0.1"]);
+        assert_eq!(r.data(), ["10.200.0.10"]);
         assert!(r.flags.iter().any(|f| f == "ra"), "{:?}", r.flags);
         assert!(!r.authoritative(), "relayed, not ours: {:?}", r.flags);
         let r = dig(p, "nope.default.svc.upstream.test", "A", tcp).await;
@@ -453,7 +455,7 @@ async fn headless_answers_follow_readiness_and_outside_names_are_forwarded() {
         r.answer,
         [
             "ext.default.svc.cluster.local. 5 CNAME web.default.svc.upstream.test.",
-            "web.default.svc.upstream.test. 5 A 10.200.0.1",
+            "web.default.svc.upstream.test. 5 A 10.200.0.10",
         ]
     );
     // The third server has no upstream.

@@ -18,7 +18,7 @@ use corral_client::{
     Client, DeleteOptions, EventType, ListOptions, PropagationPolicy, WatchOptions,
 };
 use corral_controllers::statefulset::{self, SCALE_DOWN_FINALIZER, StatefulSetOptions};
-use corral_controllers::{gc, namespace};
+use corral_controllers::{gc, namespace, persistentvolume};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -352,6 +352,13 @@ async fn start(collectors: bool) -> Fixture {
     if collectors {
         tokio::spawn(gc::run(client.clone(), Default::default(), cancel.clone()));
         tokio::spawn(namespace::run(
+            client.clone(),
+            Default::default(),
+            cancel.clone(),
+        ));
+        // Claims carry `kubernetes.io/pvc-protection` (admission adds it); the PV controller
+        // lifts it once no pod uses the claim, as in a real cluster.
+        tokio::spawn(persistentvolume::run(
             client.clone(),
             Default::default(),
             cancel.clone(),
