@@ -390,41 +390,9 @@ fn at_minute(minutes: i64, plus_secs: i64) -> Timestamp {
 async fn a_cronjob_starts_jobs_on_its_schedule_and_forbids_overlap() {
     let s = server().await;
     let client = s.client.clone();
-    let (job_cancel, job_task) = start_job_controller(&client);
-
-    let cj = client
-        .create(&json!({
-            "apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": {"name": "hello", "namespace": "default"},
-            "spec": {
-                "schedule": "*/1 * * * *",
-                "concurrencyPolicy": "Forbid",
-                "jobTemplate": {"spec": {"template": {"spec": {
-                    "restartPolicy": "OnFailure",
-                    "containers": [{"name": "hello", "image": "busybox",
-                                    "command": ["sh", "-c", "date; echo Hello"]}]}}}},
-            },
-        }))
-        .await
-        .expect("the cronjob is created");
-    let created: Timestamp = str_at(&cj, "/metadata/creationTimestamp")
-        .parse()
-        .expect("a creation time");
     // The clock starts where the CronJob was made, and is moved by hand.
-    let clock = Arc::new(ManualClock(Mutex::new(created)));
-    let cron_cancel = CancellationToken::new();
-    let opts = CronJobOptions {
-        resync_period: Duration::from_millis(100),
-        batch_period: Duration::from_millis(20),
-    };
-    let cron_task = tokio::spawn(cronjob::run_with_clock(
-        client.clone(),
-        opts,
-        clock.clone(),
-        cron_cancel.clone(),
-    ));
-
-    let first_minute = created.as_second().div_euclid(60) + 1;
+    let c = CronSetup::start(&client, json!({"concurrencyPolicy": "Forbid"})).await;
+    let (clock, first_minute) = (c.clock.clone(), c.first_minute);
     let job_named = |minute: i64| format!("hello-{minute}");
 
     // Nothing before the first minute.
@@ -537,8 +505,7 @@ async fn a_cronjob_starts_jobs_on_its_schedule_and_forbids_overlap() {
     })
     .await;
 
-    stop(cron_cancel, cron_task).await;
-    stop(job_cancel, job_task).await;
+    c.stop().await;
     s.stop().await;
 }
 
