@@ -9,91 +9,24 @@
 //! revision), not against samples. The pods have no volumeClaimTemplates here: the claims are
 //! covered by `crates/corral-controllers/tests/statefulset.rs`.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_client::{Client, EventType, ListOptions, WatchOptions};
-use corral_tests::{TestCluster, eventually, yaml};
-use futures::StreamExt;
+use corral_client::{Client, EventType, ListOptions};
+use corral_tests::{TestCluster, WatchLog, corralctl, eventually, pod_ready, text, yaml};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// `corralctl ARGS` against the cluster; it must succeed; answers its stdout.
-async fn corralctl(c: &TestCluster, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(corral_tests::bin("corralctl"))
-        .arg("--server")
-        .arg(c.api_addrs().join(","))
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("running corralctl");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "corralctl {} failed:\nstdout: {stdout}\nstderr: {stderr}",
-        args.join(" ")
-    );
-    stdout
-}
-
-fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
-fn is_ready(pod: &Value) -> bool {
-    text(pod, "/status/phase") == "Running"
-        && pod["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
 /// Every pod change of `default` from now on, with its revision.
-struct Log(Arc<Mutex<Vec<(u64, EventType, Value)>>>);
+struct Log(WatchLog);
 
 impl Log {
     async fn start(client: &Client) -> Log {
-        let from = client
-            .list("Pod", Some("default"), &ListOptions::default())
-            .await
-            .expect("list")
-            .revision;
-        let options = WatchOptions {
-            from_revision: from,
-            ..WatchOptions::default()
-        };
-        let mut stream = client.watch("Pod", Some("default"), &options);
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&events);
-        tokio::spawn(async move {
-            while let Some(Ok(e)) = stream.next().await {
-                if e.r#type != EventType::Bookmark {
-                    sink.lock()
-                        .expect("the log")
-                        .push((e.revision, e.r#type, e.object));
-                }
-            }
-        });
-        Log(events)
+        Log(WatchLog::start(client, "Pod", "default").await)
     }
 
-    /// Waits for the first event `pick` finds; answers its revision.
     async fn first(&self, what: &str, pick: impl Fn(EventType, &Value) -> bool) -> u64 {
-        eventually(what, LONG, || async {
-            let events = self.0.lock().expect("the log").clone();
-            events
-                .iter()
-                .filter(|(_, t, o)| pick(*t, o))
-                .map(|(r, _, _)| *r)
-                .min()
-                .ok_or_else(|| format!("{} pod events so far", events.len()))
-        })
-        .await
+        self.0.first(what, LONG, pick).await
     }
 
     async fn created(&self, pod: &str, image: &str) -> u64 {
@@ -109,7 +42,7 @@ impl Log {
         self.first(&format!("{pod} ({image}) is Ready"), |_, o| {
             text(o, "/metadata/name") == pod
                 && text(o, "/spec/containers/0/image") == image
-                && is_ready(o)
+                && pod_ready(o)
         })
         .await
     }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use corral_api::ApiError;
 use corral_client::{Client, GetOptions, ListOptions};
-use corral_tests::{bin, condition, config_map, eventually, free_port, yaml};
+use corral_tests::{
+    bin, condition, config_map, corralctl_at, dig_a, eventually, free_port, ready_pod, yaml,
+};
 use serde_json::{Value, json};
 
 /// Deadline for anything that waits on containers starting (image start, bootstrap, election).
@@ -179,6 +181,15 @@ impl Compose {
             .find(|(i, ..)| *i == id)
             .expect("a server of the cluster");
         format!("127.0.0.1:{api}")
+    }
+
+    /// The host port server `id`'s DNS is published on.
+    fn dns_port(&self, id: u64) -> u16 {
+        self.ports
+            .iter()
+            .find(|(i, ..)| *i == id)
+            .map(|(_, _, _, dns)| *dns)
+            .expect("a server of the cluster")
     }
 
     fn all_apis(&self) -> Vec<String> {
@@ -355,6 +366,21 @@ async fn scale(client: &Client, replicas: u64) {
     .await;
 }
 
+/// A pod that looks web-0 up and fetches web-1's page by its short name, as a user would from
+/// inside the cluster, then exits.
+const LOOKUP: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: lookup
+spec:
+  restartPolicy: Never
+  containers:
+  - name: lookup
+    image: corral-busybox:local
+    command: ["sh", "-c", "nslookup web-0.nginx.default.svc.cluster.local && echo --- && wget -qO- http://web-1.nginx"]
+"#;
+
 /// The uids of the pods the engine has containers of for `node` (app containers, any state).
 fn app_containers_of(node: &str) -> Vec<String> {
     containers(&[
@@ -422,11 +448,85 @@ async fn the_compose_cluster_runs_workloads_survives_losing_its_leader_and_an_ag
     );
 
     // ---- StatefulSet `web` with headless Service `nginx`, DNS from inside a pod ---------------
-    // PLACE FOR THE LEAD: the reference StatefulSet `web` (busybox httpd) with the headless
-    // Service `nginx`; from inside another pod, `nslookup web-0.nginx.default.svc.cluster.local`
-    // answers web-0's pod IP and `wget -qO- http://web-1.nginx` returns web-1's page. It needs
-    // the StatefulSet controller and the servers' DNS (`--dns 0.0.0.0:53`, set in
-    // docker-compose.yml as CORRAL_DNS), which other branches bring.
+    // The reference `web` as shipped, with the compose cluster's workload image.
+    let web = std::fs::read_to_string(repo_root().join("examples/web.yaml"))
+        .expect("examples/web.yaml")
+        .replace("image: busybox\n", "image: corral-busybox:local\n");
+    assert!(
+        web.contains("corral-busybox:local"),
+        "web.yaml names its image"
+    );
+    let web_file = c.agent_data.path().join("web.yaml");
+    std::fs::write(&web_file, web).expect("writing the manifest");
+    corralctl_at(
+        &c.all_apis(),
+        &["apply", "-f", &web_file.display().to_string()],
+    )
+    .await;
+    let web0 = ready_pod(&client, "web-0", "", T).await;
+    let web1 = ready_pod(&client, "web-1", "", T).await;
+    let (ip0, ip1) = (
+        web0["status"]["podIP"].as_str().unwrap_or("").to_string(),
+        web1["status"]["podIP"].as_str().unwrap_or("").to_string(),
+    );
+    println!(
+        "web-0 at {ip0} on {}, web-1 at {ip1} on {}",
+        web0["spec"]["nodeName"], web1["spec"]["nodeName"]
+    );
+    // The servers' DNS, published on the host, knows the names before a pod asks.
+    for id in SERVERS {
+        let port = c.dns_port(id);
+        eventually(
+            &format!("server{id}'s DNS answers web-0 and web-1"),
+            T,
+            || async {
+                let a = dig_a(port, "web-0.nginx.default.svc.cluster.local").await?;
+                let b = dig_a(port, "web-1.nginx.default.svc.cluster.local").await?;
+                if a == [ip0.clone()] && b == [ip1.clone()] {
+                    Ok(())
+                } else {
+                    Err(format!("{a:?} {b:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    // From inside another pod: its resolv.conf names the servers and the search path.
+    client
+        .create(&yaml(LOOKUP))
+        .await
+        .expect("create the lookup pod");
+    let lookup = eventually("the lookup pod to finish", T, || async {
+        let p = client
+            .get("Pod", "default", "lookup")
+            .await
+            .map_err(|e| e.to_string())?;
+        match p["status"]["phase"].as_str() {
+            Some("Succeeded") | Some("Failed") => Ok(p),
+            other => Err(format!("phase {other:?}")),
+        }
+    })
+    .await;
+    let out = corralctl_at(&c.all_apis(), &["logs", "lookup"]).await;
+    println!("the lookup pod printed:\n{out}");
+    assert_eq!(lookup["status"]["phase"], "Succeeded", "{out}");
+    let (nslookup, page) = out.split_once("---\n").expect("both parts ran");
+    assert!(
+        nslookup.contains("web-0.nginx.default.svc.cluster.local")
+            && nslookup.contains(&format!("Address: {ip0}")),
+        "nslookup answers web-0's pod IP {ip0}:\n{nslookup}"
+    );
+    assert_eq!(
+        page, "web-1\n",
+        "wget http://web-1.nginx returns web-1's page"
+    );
+    // The rest of the run is about the Deployment: the StatefulSet goes (its claims stay).
+    for (kind, name) in [("Pod", "lookup"), ("StatefulSet", "web")] {
+        client
+            .delete(kind, "default", name, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("deleting {kind} {name}: {e}"));
+    }
 
     // ---- Writes, then the leader's container killed ------------------------------------------
     let mut acked = Vec::new();

@@ -532,3 +532,158 @@ pub async fn metric(http: &str, name: &str) -> Result<f64, String> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("no sample {name} at {http}"))
 }
+
+/// `corralctl ARGS` against every running server of the cluster, as a user runs it; it must
+/// succeed; answers its stdout.
+pub async fn corralctl(c: &TestCluster, args: &[&str]) -> String {
+    corralctl_at(&c.api_addrs(), args).await
+}
+
+/// `corralctl --server SERVERS ARGS`; it must succeed; answers its stdout.
+pub async fn corralctl_at(servers: &[String], args: &[&str]) -> String {
+    let out = tokio::process::Command::new(bin("corralctl"))
+        .arg("--server")
+        .arg(servers.join(","))
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("running corralctl");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success(),
+        "corralctl {} failed:\nstdout: {stdout}\nstderr: {stderr}",
+        args.join(" ")
+    );
+    stdout
+}
+
+/// The string at `pointer` in `v` ("" when absent or not a string).
+pub fn text<'a>(v: &'a serde_json::Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+}
+
+/// Whether a pod is Running with its Ready condition True.
+pub fn pod_ready(pod: &serde_json::Value) -> bool {
+    text(pod, "/status/phase") == "Running" && condition(pod, "Ready") == "True"
+}
+
+/// One change a [`WatchLog`] recorded: its revision, what happened and the object after it.
+pub type Recorded = (u64, corral_client::EventType, serde_json::Value);
+
+/// Every change of one kind in one namespace from the moment it starts, each with its revision,
+/// recorded by a watch that resumes by itself across server failures: for tests that check the
+/// order things happened in, not samples of it.
+pub struct WatchLog(std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>);
+
+impl WatchLog {
+    pub async fn start(client: &Client, kind: &str, namespace: &str) -> WatchLog {
+        use futures::StreamExt;
+        let from = client
+            .list(
+                kind,
+                Some(namespace),
+                &corral_client::ListOptions::default(),
+            )
+            .await
+            .expect("list before watching")
+            .revision;
+        let options = corral_client::WatchOptions {
+            from_revision: from,
+            ..Default::default()
+        };
+        let mut stream = client.watch(kind, Some(namespace), &options);
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&events);
+        tokio::spawn(async move {
+            while let Some(Ok(e)) = stream.next().await {
+                if e.r#type != corral_client::EventType::Bookmark {
+                    sink.lock()
+                        .expect("the log")
+                        .push((e.revision, e.r#type, e.object));
+                }
+            }
+        });
+        WatchLog(events)
+    }
+
+    /// What was recorded so far, in order.
+    pub fn events(&self) -> Vec<Recorded> {
+        self.0.lock().expect("the log").clone()
+    }
+
+    /// Waits (up to `within`) for the first change `pick` finds; answers its revision.
+    pub async fn first(
+        &self,
+        what: &str,
+        within: Duration,
+        pick: impl Fn(corral_client::EventType, &serde_json::Value) -> bool,
+    ) -> u64 {
+        eventually(what, within, || async {
+            let events = self.events();
+            events
+                .iter()
+                .filter(|(_, t, o)| pick(*t, o))
+                .map(|(r, _, _)| *r)
+                .min()
+                .ok_or_else(|| format!("{} events so far", events.len()))
+        })
+        .await
+    }
+}
+
+/// `dig +short NAME A` against the DNS server on 127.0.0.1:`port` (dig from Debian's dnsutils):
+/// the addresses, sorted; an error when dig got no answer.
+pub async fn dig_a(port: u16, name: &str) -> Result<Vec<String>, String> {
+    let out = tokio::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+tries=1", "+time=2"])
+        .args(["+short", name, "A"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("dig (dnsutils: scripts/setup.sh installs it): {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || stdout.contains(";;") {
+        return Err(format!("dig {name} failed: {stdout}"));
+    }
+    let mut ips: Vec<String> = stdout.split_whitespace().map(str::to_string).collect();
+    ips.sort();
+    Ok(ips)
+}
+
+/// Waits (up to `within`) for pod `name` of `default` to be Ready and not terminating, with a
+/// uid other than `not_uid` ("" for any): a replacement when `not_uid` names the pod it replaces.
+pub async fn ready_pod(
+    client: &Client,
+    name: &str,
+    not_uid: &str,
+    within: Duration,
+) -> serde_json::Value {
+    eventually(
+        &format!("{name} Ready (not {not_uid:?})"),
+        within,
+        || async {
+            let pod = client
+                .get("Pod", "default", name)
+                .await
+                .map_err(|e| e.to_string())?;
+            if text(&pod, "/metadata/uid") != not_uid
+                && pod_ready(&pod)
+                && pod.pointer("/metadata/deletionTimestamp").is_none()
+            {
+                Ok(pod)
+            } else {
+                Err(format!(
+                    "uid {} status {}",
+                    pod["metadata"]["uid"], pod["status"]
+                ))
+            }
+        },
+    )
+    .await
+}
