@@ -94,8 +94,10 @@ if [ -n "${CORRAL_BIN:-}" ]; then
   bin="$CORRAL_BIN"
   [ -x "$bin" ] || die "CORRAL_BIN=$bin is not an executable file"
 else
-  say "cargo build -p corral --bin corral (target dir $CARGO_TARGET_DIR)"
-  (cd "$root" && cargo build -p corral --bin corral)
+  # The whole workspace's binaries, as scripts/test.sh builds them: building one package alone
+  # unifies dependency features differently and would rebuild much of the dependency tree.
+  say "cargo build --workspace --bins (target dir $CARGO_TARGET_DIR)"
+  (cd "$root" && cargo build --workspace --bins)
   bin="$CARGO_TARGET_DIR/debug/corral"
   [ -x "$bin" ] || die "cargo did not produce $bin"
 fi

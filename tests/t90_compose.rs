@@ -2,7 +2,10 @@
 //! built from local files (cluster/up.sh), reached through their published ports.
 //!
 //! One cluster, in order: a Deployment of 6 busybox httpd replicas spreads over the 3 agents and
-//! serves on its pods' compose-network IPs; killing the leader's container leaves a cluster that
+//! serves on its pods' compose-network IPs; the reference StatefulSet `web` (examples/web.yaml
+//! with the cluster's busybox image) comes up and, from inside another pod
+//! (examples/lookup.yaml), `nslookup web-0.nginx.default.svc.cluster.local` answers web-0's pod
+//! IP and `wget -qO- http://web-1.nginx` returns web-1's page; killing the leader's container leaves a cluster that
 //! elects a new leader within a second, has lost no acknowledged write and keeps scaling the
 //! Deployment; the killed server, started again from its volume, catches up; stopping one agent's
 //! container (and its pods' containers) gets its pods replaced on the other agents within the
@@ -366,21 +369,6 @@ async fn scale(client: &Client, replicas: u64) {
     .await;
 }
 
-/// A pod that looks web-0 up and fetches web-1's page by its short name, as a user would from
-/// inside the cluster, then exits.
-const LOOKUP: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: lookup
-spec:
-  restartPolicy: Never
-  containers:
-  - name: lookup
-    image: corral-busybox:local
-    command: ["sh", "-c", "nslookup web-0.nginx.default.svc.cluster.local && echo --- && wget -qO- http://web-1.nginx"]
-"#;
-
 /// The uids of the pods the engine has containers of for `node` (app containers, any state).
 fn app_containers_of(node: &str) -> Vec<String> {
     containers(&[
@@ -492,10 +480,12 @@ async fn the_compose_cluster_runs_workloads_survives_losing_its_leader_and_an_ag
         .await;
     }
     // From inside another pod: its resolv.conf names the servers and the search path.
-    client
-        .create(&yaml(LOOKUP))
-        .await
-        .expect("create the lookup pod");
+    let lookup_file = repo_root().join("examples/lookup.yaml");
+    corralctl_at(
+        &c.all_apis(),
+        &["apply", "-f", &lookup_file.display().to_string()],
+    )
+    .await;
     let lookup = eventually("the lookup pod to finish", T, || async {
         let p = client
             .get("Pod", "default", "lookup")
