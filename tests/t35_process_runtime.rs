@@ -140,7 +140,7 @@ async fn exit_codes_and_reasons() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changed_wakes_when_a_container_exits() {
+async fn changes_move_when_a_container_exits() {
     let tmp = tempfile::tempdir().expect("tmp");
     let rt = runtime(tmp.path());
     let u = uid();
@@ -153,10 +153,10 @@ async fn changed_wakes_when_a_container_exits() {
     assert!(c.is_running(), "{c:?}");
     let deadline = tokio::time::Instant::now() + WAIT;
     let wait_exit = async {
+        // Subscribed before looking, so an exit in between still wakes it.
+        let mut changes = rt.changes();
         loop {
-            // Registered before looking, so an exit in between still wakes it.
-            let mut woke = rt.changed();
-            let _ = futures::poll!(&mut woke);
+            changes.borrow_and_update();
             if let Some(ContainerInfo {
                 state: ContainerState::Exited { exit_code, .. },
                 ..
@@ -164,9 +164,10 @@ async fn changed_wakes_when_a_container_exits() {
             {
                 return exit_code;
             }
-            tokio::time::timeout_at(deadline, woke)
+            tokio::time::timeout_at(deadline, changes.changed())
                 .await
-                .expect("changed() woke up for the exit");
+                .expect("changes() moved for the exit")
+                .expect("the runtime lives");
         }
     };
     std::fs::write(&go, b"").expect("go");
@@ -589,12 +590,12 @@ async fn a_new_runtime_adopts_running_containers() {
     assert_eq!(s, sleeper, "same id, state and start time");
     assert!(find(&waiter.id).expect("the waiter is listed").is_running());
 
-    // An adopted container's exit wakes changed() (through the poll).
+    // An adopted container's exit moves changes() (through the poll).
     let deadline = tokio::time::Instant::now() + WAIT;
     std::fs::write(&go, b"").expect("go");
+    let mut changes = second.changes();
     loop {
-        let mut woke = second.changed();
-        let _ = futures::poll!(&mut woke);
+        changes.borrow_and_update();
         if let Some(ContainerInfo {
             state: ContainerState::Exited { exit_code, .. },
             ..
@@ -603,9 +604,10 @@ async fn a_new_runtime_adopts_running_containers() {
             assert_eq!(exit_code, 4);
             break;
         }
-        tokio::time::timeout_at(deadline, woke)
+        tokio::time::timeout_at(deadline, changes.changed())
             .await
-            .expect("changed() woke up for the adopted container's exit");
+            .expect("changes() moved for the adopted container's exit")
+            .expect("the runtime lives");
     }
 
     second

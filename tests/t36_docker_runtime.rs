@@ -5,7 +5,8 @@
 //! shared network namespace and bind-mounted volumes, adoption by a second runtime (nothing
 //! started twice), a missing image failing at once, teardown by labels. Then a whole agent
 //! (`corral agent --runtime docker`) running a pod with probes, `corralctl logs`, ErrImagePull,
-//! and an agent restart that duplicates nothing. Skips with a loud line where no Docker engine
+//! and an agent restart that duplicates nothing; and an init container filling an emptyDir before
+//! the app container, whose failing runs are restarted with the kubelet's back-off. Skips with a loud line where no Docker engine
 //! answers.
 
 use std::path::{Path, PathBuf};
@@ -701,6 +702,124 @@ async fn an_agent_on_docker_runs_a_pod_with_probes_logs_and_adopts_it_after_a_re
             .await
             .expect("delete");
     }
+    eventually("every container of the node to be gone", WAIT, || async {
+        let left = node.containers(None);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
+    drop(c);
+}
+
+/// An init container prepares an emptyDir in the pod's network namespace; the app container
+/// fails its first two runs and, with restartPolicy OnFailure, is started again each time: at
+/// once after the first failure and after the back-off after the second, as the kubelet does.
+const TWICE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: twice
+spec:
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: work
+    emptyDir: {}
+  initContainers:
+  - name: prepare
+    image: corral-busybox:local
+    command: ["sh", "-c", "echo prepared on $(hostname) > /work/init"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: corral-busybox:local
+    command:
+    - sh
+    - -c
+    - |
+      cat /work/init
+      echo run >> /work/runs
+      n=$(wc -l < /work/runs)
+      if [ "$n" -lt 3 ]; then echo "run $n fails"; exit 3; fi
+      echo "run $n stays"; exec sleep 600
+    volumeMounts: [{name: work, mountPath: /work}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_on_docker_runs_init_containers_first_and_restarts_a_failing_container_with_back_off()
+ {
+    if !engine_or_skip(
+        "an_agent_on_docker_runs_init_containers_first_and_restarts_a_failing_container_with_back_off",
+    ) {
+        return;
+    }
+    images();
+    let mut c = TestCluster::start(1, &[]);
+    let node = Node::new("restarts");
+    c.add_agent(&node.name, &["--runtime", "docker"]);
+    c.nodes_ready(WAIT).await;
+    let client = c.client();
+    client
+        .create(&corral_tests::yaml(TWICE))
+        .await
+        .expect("create pod");
+
+    let pod = eventually(
+        "pod twice Running again after two failed runs",
+        WAIT,
+        || async {
+            let p = client
+                .get("Pod", "default", "twice")
+                .await
+                .map_err(|e| e.to_string())?;
+            let app = &p["status"]["containerStatuses"][0];
+            if app["restartCount"] == 2 && app["state"]["running"].is_object() {
+                Ok(p)
+            } else {
+                Err(format!("{}", p["status"]))
+            }
+        },
+    )
+    .await;
+    let init = &pod["status"]["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["exitCode"], 0, "{init}");
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
+    let app = &pod["status"]["containerStatuses"][0];
+    let last = &app["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 3, "{app}");
+    assert_eq!(last["reason"], "Error", "{app}");
+    // The back-off (the fixture's agent starts it at 1 s) lies between the second failed run's
+    // end and the third run's start; the timestamps have whole seconds.
+    let seconds = |v: &serde_json::Value| {
+        let t = v.as_str().unwrap_or_default();
+        t.parse::<jiff::Timestamp>()
+            .map(|t| t.as_second())
+            .unwrap_or_else(|e| panic!("{t:?}: {e}"))
+    };
+    assert!(
+        seconds(&app["state"]["running"]["startedAt"]) > seconds(&last["finishedAt"]),
+        "restarted only after the back-off: {app}"
+    );
+
+    // The init container ran in the pod (its host name) and filled the shared volume; the logs
+    // of both runs come from the engine.
+    let (ok, now, err) = corralctl(&c, &["logs", "twice"]);
+    assert!(ok, "{err}");
+    assert_eq!(now, "prepared on twice\nrun 3 stays\n");
+    let (ok, before, err) = corralctl(&c, &["logs", "twice", "--previous"]);
+    assert!(ok, "{err}");
+    assert_eq!(before, "prepared on twice\nrun 2 fails\n");
+    let (ok, init_log, err) = corralctl(&c, &["logs", "twice", "-c", "prepare"]);
+    assert!(ok, "{err}");
+    assert_eq!(init_log, "");
+
+    client
+        .delete("Pod", "default", "twice", &Default::default())
+        .await
+        .expect("delete");
     eventually("every container of the node to be gone", WAIT, || async {
         let left = node.containers(None);
         if left.is_empty() {

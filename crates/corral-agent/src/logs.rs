@@ -480,8 +480,8 @@ mod tests {
         ) -> Result<ExecOutput, RuntimeError> {
             Err(unused())
         }
-        async fn changed(&self) {
-            std::future::pending::<()>().await
+        fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+            crate::runtime::Changes::default().subscribe()
         }
     }
 

@@ -127,8 +127,12 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
     };
     let mut config_changed = shared.config_changed.clone();
     let mut config_closed = false;
+    // Subscribed before the first look: an exit while a sync runs wakes the wait after it.
+    let mut runtime_changes = shared.runtime.changes();
+    let mut runtime_closed = false;
     let mut gone = false;
     loop {
+        runtime_changes.borrow_and_update();
         let wake_at = if gone {
             if w.finish_gone().await {
                 return;
@@ -161,7 +165,9 @@ pub async fn run(shared: Shared, mut feed: PodFeed, cancel: CancellationToken) {
                     }
                 }
             }
-            _ = shared.runtime.changed() => {}
+            r = runtime_changes.changed(), if !runtime_closed => {
+                runtime_closed = r.is_err();
+            }
             _ = probe_wake.notified() => {}
             Some(ev) = probe_rx.recv() => {
                 w.shared.recorder.event(

@@ -48,11 +48,10 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
-use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
-    ContainerInfo, ContainerSpec, ContainerState, ExecOutput, LogBytes, LogQuery, Runtime,
+    Changes, ContainerInfo, ContainerSpec, ContainerState, ExecOutput, LogBytes, LogQuery, Runtime,
     RuntimeError, SandboxSpec, pod_dir,
 };
 
@@ -118,7 +117,7 @@ struct Inner {
     /// "Docker Engine 20.10.24 (API 1.41)".
     engine: String,
     pause_present: bool,
-    changed: Arc<Notify>,
+    changed: Arc<Changes>,
     /// What inspecting a container told, by id: an exited run never changes; a running one
     /// keeps its start time until its list entry says it is no longer running.
     known: Mutex<HashMap<String, ContainerInfo>>,
@@ -479,7 +478,7 @@ impl DockerRuntime {
             context: format!("creating {}", pods.display()),
             source,
         })?;
-        let changed = Arc::new(Notify::new());
+        let changed = Arc::new(Changes::default());
         let cancel = CancellationToken::new();
         tokio::spawn(watch_events(
             docker.clone(),
@@ -862,12 +861,16 @@ fn engine_message(e: &DockerError) -> String {
     }
 }
 
-/// Wakes [`Runtime::changed`] on every `die` of this node's containers; reconnects when the
+/// How long (tries × poll) a `die` event waits for the engine's state to say the container exited.
+const DIE_SETTLE_TRIES: u32 = 50;
+const DIE_SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// Bumps [`Runtime::changes`] on every `die` of this node's containers; reconnects when the
 /// stream ends (and wakes then too: something may have been missed).
 async fn watch_events(
     docker: Docker,
     node: String,
-    changed: Arc<Notify>,
+    changed: Arc<Changes>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -882,7 +885,22 @@ async fn watch_events(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 ev = events.next() => match ev {
-                    Some(Ok(_)) => changed.notify_waiters(),
+                    Some(Ok(ev)) => {
+                        // The engine sends `die` a moment before its listing and inspection
+                        // say the container has exited; a worker woken now would still see it
+                        // running and then sleep until its resync. Wake it once they agree.
+                        if let Some(id) = ev.actor.as_ref().and_then(|a| a.id.as_deref()) {
+                            for _ in 0..DIE_SETTLE_TRIES {
+                                match docker.inspect_container(id, None).await {
+                                    Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                                        tokio::time::sleep(DIE_SETTLE_POLL).await;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                        }
+                        changed.bump();
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "docker events stream failed; reconnecting");
                         break;
@@ -891,7 +909,7 @@ async fn watch_events(
                 }
             }
         }
-        changed.notify_waiters();
+        changed.bump();
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -1081,7 +1099,7 @@ impl Runtime for DockerRuntime {
                 _ => break,
             }
         }
-        self.inner.changed.notify_waiters();
+        self.inner.changed.bump();
         Ok(())
     }
 
@@ -1132,7 +1150,7 @@ impl Runtime for DockerRuntime {
             }
             let _ = std::fs::remove_dir(&dir);
         }
-        self.inner.changed.notify_waiters();
+        self.inner.changed.bump();
         Ok(())
     }
 
@@ -1210,8 +1228,8 @@ impl Runtime for DockerRuntime {
         })
     }
 
-    async fn changed(&self) {
-        self.inner.changed.notified().await;
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changed.subscribe()
     }
 
     async fn logs(&self, q: &LogQuery) -> Option<Result<LogBytes, RuntimeError>> {

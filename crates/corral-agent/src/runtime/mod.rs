@@ -256,9 +256,11 @@ pub trait Runtime: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<ExecOutput, RuntimeError>;
 
-    /// Resolves when some container of the node may have changed state (exited): the workers'
-    /// cue to look again, so a container's exit is seen at once rather than at the next resync.
-    async fn changed(&self);
+    /// A counter bumped whenever some container of the node may have changed state (exited):
+    /// the workers' cue to look again, so a container's exit is seen at once rather than at the
+    /// next resync. A receiver sees every bump since it last looked, also one made while its
+    /// holder was busy looking, so no exit falls between looking and waiting.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Whether this runtime runs images: then a container without `command` and `args` runs the
     /// image's ENTRYPOINT and CMD. The process runtime has no image to take them from.
@@ -305,4 +307,25 @@ pub fn log_path(root: &Path, pod_uid: &str, container: &str, restart_count: u32)
         .join("logs")
         .join(container)
         .join(format!("{restart_count}.log"))
+}
+
+/// The counter behind [`Runtime::changes`].
+#[derive(Debug)]
+pub struct Changes(tokio::sync::watch::Sender<u64>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(tokio::sync::watch::channel(0).0)
+    }
+}
+
+impl Changes {
+    /// Some container may have changed state.
+    pub fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
 }

@@ -16,7 +16,7 @@
 //! `exit.json`; a shim that is gone without an `exit.json` makes the run Exited with reason
 //! `Error`, exit code 255 (what is left of the container is killed: nothing runs unsupervised).
 //!
-//! [`Runtime::changed`] is woken when a shim this process started exits, and by a poll (every
+//! [`Runtime::changes`] is bumped when a shim this process started exits, and by a poll (every
 //! 100 ms) of the `exit.json` of running containers, which catches adopted ones.
 
 use std::collections::HashSet;
@@ -30,11 +30,10 @@ use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::Notify;
 
 use super::{
-    ContainerInfo, ContainerSpec, ContainerState, ExecOutput, Runtime, RuntimeError, log_path,
-    pod_dir,
+    Changes, ContainerInfo, ContainerSpec, ContainerState, ExecOutput, Runtime, RuntimeError,
+    log_path, pod_dir,
 };
 use crate::cgroup::{Cgroups, RunCgroups};
 use crate::shim::{
@@ -101,7 +100,7 @@ struct Inner {
     options: ProcessRuntimeOptions,
     cgroups: Cgroups,
     mount_namespace: ProbeReport,
-    changed: Arc<Notify>,
+    changed: Arc<Changes>,
     /// Run directories last seen running (what the poll looks at).
     running: Mutex<HashSet<PathBuf>>,
     /// Run directories whose `start` is under way in this process.
@@ -186,7 +185,7 @@ impl ProcessRuntime {
                 options,
                 cgroups,
                 mount_namespace,
-                changed: Arc::new(Notify::new()),
+                changed: Arc::new(Changes::default()),
                 running: Mutex::new(HashSet::new()),
                 starting: Mutex::new(HashSet::new()),
                 poller: AtomicBool::new(false),
@@ -279,7 +278,7 @@ async fn poll_loop(weak: Weak<Inner>) {
             }
         }
         if changed {
-            inner.changed.notify_waiters();
+            inner.changed.bump();
         }
         tick += 1;
     }
@@ -438,7 +437,7 @@ impl Inner {
             tracing::warn!(error = %e, "recording a vanished container");
         }
         tracing::warn!(dir = %dir.display(), message = %record.message, "container supervisor vanished");
-        self.changed.notify_waiters();
+        self.changed.bump();
         record
     }
 }
@@ -599,7 +598,7 @@ impl ProcessRuntime {
         let notify = Arc::clone(&inner.changed);
         tokio::spawn(async move {
             let _ = child.wait().await;
-            notify.notify_waiters();
+            notify.bump();
         });
         self.ensure_poller();
         inner.observe(dir).ok_or_else(|| {
@@ -724,13 +723,13 @@ impl Runtime for ProcessRuntime {
         if !grace.is_zero() {
             self.signal(&dir, Signal::SIGTERM);
             if self.wait_exited(&dir, grace).await {
-                self.inner.changed.notify_waiters();
+                self.inner.changed.bump();
                 return Ok(());
             }
         }
         self.signal(&dir, Signal::SIGKILL);
         let exited = self.wait_exited(&dir, KILL_WAIT).await;
-        self.inner.changed.notify_waiters();
+        self.inner.changed.bump();
         if exited {
             Ok(())
         } else {
@@ -853,9 +852,9 @@ impl Runtime for ProcessRuntime {
         })
     }
 
-    async fn changed(&self) {
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.ensure_poller();
-        self.inner.changed.notified().await;
+        self.inner.changed.subscribe()
     }
 }
 
