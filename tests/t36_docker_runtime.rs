@@ -696,7 +696,13 @@ async fn an_agent_on_docker_runs_a_pod_with_probes_logs_and_adopts_it_after_a_re
     assert_eq!(before, after, "no container was started twice");
 
     // Deleting the pods removes their containers, infra containers included.
-    for p in ["web", "missing"] {
+    delete_and_wait_gone(&client, &node, &["web", "missing"]).await;
+    drop(c);
+}
+
+/// Deletes the pods and waits until the engine has no container of the node left.
+async fn delete_and_wait_gone(client: &corral_client::Client, node: &Node, pods: &[&str]) {
+    for p in pods {
         client
             .delete("Pod", "default", p, &Default::default())
             .await
@@ -711,7 +717,6 @@ async fn an_agent_on_docker_runs_a_pod_with_probes_logs_and_adopts_it_after_a_re
         }
     })
     .await;
-    drop(c);
 }
 
 /// An init container prepares an emptyDir in the pod's network namespace; the app container
@@ -816,18 +821,6 @@ async fn an_agent_on_docker_runs_init_containers_first_and_restarts_a_failing_co
     assert!(ok, "{err}");
     assert_eq!(init_log, "");
 
-    client
-        .delete("Pod", "default", "twice", &Default::default())
-        .await
-        .expect("delete");
-    eventually("every container of the node to be gone", WAIT, || async {
-        let left = node.containers(None);
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{left:?}"))
-        }
-    })
-    .await;
+    delete_and_wait_gone(&client, &node, &["twice"]).await;
     drop(c);
 }
