@@ -301,21 +301,23 @@ spec:
           periodSeconds: 1
 "#;
 
+/// Every pod of the Deployment, terminating ones included.
+async fn hello_pods(client: &Client) -> Result<Vec<Value>, String> {
+    let options = ListOptions {
+        label_selector: "app=hello".into(),
+        ..Default::default()
+    };
+    client
+        .list("Pod", Some("default"), &options)
+        .await
+        .map(|l| l.items)
+        .map_err(|e| e.to_string())
+}
+
 /// The Deployment's pods that are Ready and not terminating, by node.
 async fn ready_by_node(client: &Client) -> Result<BTreeMap<String, Vec<Value>>, String> {
-    let pods = client
-        .list(
-            "Pod",
-            Some("default"),
-            &ListOptions {
-                label_selector: "app=hello".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for p in pods.items {
+    for p in hello_pods(client).await? {
         if p.pointer("/metadata/deletionTimestamp").is_some() || condition(&p, "Ready") != "True" {
             continue;
         }
@@ -694,23 +696,13 @@ async fn the_compose_cluster_runs_workloads_survives_losing_its_leader_and_an_ag
         || async {
             let by_node = ready_by_node(&client).await?;
             let total: usize = by_node.values().map(Vec::len).sum();
-            let all = client
-                .list(
-                    "Pod",
-                    Some("default"),
-                    &ListOptions {
-                        label_selector: "app=hello".into(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if total == 9 && all.items.len() == 9 {
+            let all = hello_pods(&client).await?;
+            if total == 9 && all.len() == 9 {
                 Ok(by_node)
             } else {
                 Err(format!(
                     "{total} Ready of {} pods: {:?}",
-                    all.items.len(),
+                    all.len(),
                     counts(&by_node)
                 ))
             }

@@ -347,12 +347,7 @@ pub async fn run(client: Client, opts: LocalPathOptions, cancel: CancellationTok
         let ctx = Arc::clone(&ctx);
         async move { ctx.sync(&key).await }
     };
-    let opts = ControllerOptions {
-        name: "local-path-provisioner".into(),
-        workers: opts.workers,
-        resync: opts.resync,
-        ..ControllerOptions::default()
-    };
+    let opts = ControllerOptions::new("local-path-provisioner", opts.workers, opts.resync);
     run_controller(sources, all_keys, reconcile, opts, cancel).await;
 }
 

@@ -654,12 +654,7 @@ pub async fn run(client: Client, opts: PersistentVolumeOptions, cancel: Cancella
         let ctx = Arc::clone(&ctx);
         async move { ctx.sync(&key).await }
     };
-    let opts = ControllerOptions {
-        name: COMPONENT.into(),
-        workers: opts.workers,
-        resync: opts.resync,
-        ..ControllerOptions::default()
-    };
+    let opts = ControllerOptions::new(COMPONENT, opts.workers, opts.resync);
     run_controller(sources, all_keys, reconcile, opts, cancel).await;
 }
 

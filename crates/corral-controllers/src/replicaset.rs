@@ -643,12 +643,7 @@ pub async fn run(client: Client, opts: ReplicaSetOptions, cancel: CancellationTo
         let ctx = Arc::clone(&ctx);
         async move { ctx.sync(&key).await }
     };
-    let opts = ControllerOptions {
-        name: COMPONENT.into(),
-        workers: opts.workers,
-        resync: opts.resync,
-        ..ControllerOptions::default()
-    };
+    let opts = ControllerOptions::new(COMPONENT, opts.workers, opts.resync);
     run_controller(sources, all_keys, reconcile, opts, cancel).await;
 }
 

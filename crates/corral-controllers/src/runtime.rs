@@ -529,6 +529,18 @@ impl Default for ControllerOptions {
     }
 }
 
+impl ControllerOptions {
+    /// A controller's name, workers and resync, with the default back-off.
+    pub fn new(name: impl Into<String>, workers: usize, resync: Duration) -> Self {
+        Self {
+            name: name.into(),
+            workers,
+            resync,
+            ..Self::default()
+        }
+    }
+}
+
 /// Runs a controller until `cancel` fires:
 ///
 /// 1. waits until every source's informer has synced (no reconcile ever sees a cache that has
